@@ -1,0 +1,60 @@
+"""gradflow: measure how gradients vanish or explode through time in RNNs.
+
+Subpackages and functions load on first use, so a process that only draws
+figures (``gradflow.plots``, ``gradflow report``) never imports jax.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = (
+    "cells",
+    "models",
+    "tasks",
+    "train",
+    "sweep",
+    "plots",
+    "report",
+    "cli",
+)
+
+# name -> private module that defines it (the one public path is ``gradflow.<name>``)
+_FUNCTIONS = {
+    "unroll": "gradflow._unroll",
+    "from_torch": "gradflow.cells._torch",
+    "from_state_dict": "gradflow.cells._torch",
+    # measurement core (gradflow._measure)
+    "hidden_grad_norms": "gradflow._measure",
+    "param_grad_by_step": "gradflow._measure",
+    "jacobian_norms": "gradflow._measure",
+    "jacobian_singular_values": "gradflow._measure",
+    "lyapunov_spectrum": "gradflow._measure",
+    "decay_rate": "gradflow._measure",
+    "vanishing_bound": "gradflow._measure",
+    "JacobianNorms": "gradflow._measure",
+    "JacobianSpectrum": "gradflow._measure",
+    "LyapunovSpectrum": "gradflow._measure",
+    "ParamGradByStep": "gradflow._measure",
+    "DecayFit": "gradflow._measure",
+    "VanishingBound": "gradflow._measure",
+}
+
+__all__ = [*_SUBPACKAGES, *_FUNCTIONS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"gradflow.{name}")
+    if name in _FUNCTIONS:
+        value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,98 @@
+"""Eager argument checks shared by every layer.
+
+Each check raises a Python ``ValueError``/``TypeError`` that names the argument,
+what was expected and what came, before anything is traced.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds values (not a tracer inside ``jit``/``grad``)."""
+    try:
+        import jax.core
+
+        return not isinstance(x, jax.core.Tracer)
+    except ImportError:  # pragma: no cover - jax is a hard dependency
+        return True
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """An integer (not a bool) that is at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+) -> float:
+    """A finite real number, optionally bounded below (``strict`` excludes the bound)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number, got {type(value).__name__} {value!r}"
+        )
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        bound = ">" if strict else ">="
+        raise ValueError(f"{name} must be {bound} {minimum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of a fixed set of names."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be one of {choices}, got {type(value).__name__} {value!r}"
+        )
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_sequence(name: str, xs: Any, input_size: int) -> tuple[int, ...]:
+    """A time-major float array ``(T, *batch, input_size)``; returns ``batch``.
+
+    NaN or inf in concrete inputs is rejected too: a measurement of a gradient
+    through a NaN input is meaningless.
+    """
+    shape = getattr(xs, "shape", None)
+    dtype = getattr(xs, "dtype", None)
+    if shape is None or dtype is None:
+        raise TypeError(
+            f"{name} must be an array of shape (T, *batch, {input_size}), "
+            f"got {type(xs).__name__}"
+        )
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"{name} must have a floating dtype, got {dtype}")
+    if len(shape) < 2:
+        raise ValueError(
+            f"{name} must have shape (T, *batch, {input_size}) (rank >= 2, "
+            f"time-major), got shape {tuple(shape)}"
+        )
+    if shape[-1] != input_size:
+        raise ValueError(
+            f"{name} must have last axis input_size={input_size} "
+            f"(shape (T, *batch, {input_size})), got shape {tuple(shape)}"
+        )
+    if shape[0] < 1:
+        raise ValueError(f"{name} must have at least one time step, got T=0")
+    if is_concrete(xs) and not bool(np.all(np.isfinite(np.asarray(xs)))):
+        bad = np.argwhere(~np.isfinite(np.asarray(xs)))[0]
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})"
+        )
+    return tuple(shape[1:-1])

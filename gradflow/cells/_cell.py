@@ -1,0 +1,126 @@
+"""The cell record: a recurrent cell as a small immutable bundle of pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._checks import check_choice, check_int
+from ._init import Initializer, gate_blocks, initializer, torch_bias
+
+Params = Any
+Carry = Any
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions over plain-dict params and NamedTuple carries.
+
+    Attributes:
+        kind: ``"rnn"``, ``"lstm"``, ``"gru"`` or ``"stack"``.
+        hidden_size: ``N``, the width of ``h``.
+        init: ``init(key, input_size, dtype=float32) -> params``; params use
+            PyTorch's names (``W_ih (G*N, D)``, ``W_hh (G*N, N)``, ``b_ih``,
+            ``b_hh``) and gate order.
+        initial_carry: ``initial_carry(batch_shape=(), dtype=float32) -> carry``,
+            all zeros.
+        project: ``project(params, x (..., D)) -> (..., G*N)``, the input part of
+            every gate, independent of the carry (so :func:`gradflow.unroll` does
+            it for all steps in one matrix product).
+        recur: ``recur(params, carry, xw) -> (carry, h)``, the rest of the step.
+        input_size: ``input_size(params) -> D``.
+        layers: the stacked cells, bottom first (empty unless ``kind == "stack"``).
+
+    ``step(params, carry, x) = recur(params, carry, project(params, x))`` is the
+    function ``lax.scan`` wants once ``params`` is bound.
+    """
+
+    kind: str
+    hidden_size: int
+    init: Callable[..., Params]
+    initial_carry: Callable[..., Carry]
+    project: Callable[[Params, jax.Array], jax.Array]
+    recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    input_size: Callable[[Params], int]
+    layers: tuple[Cell, ...] = ()
+
+    def step(self, params: Params, carry: Carry, x: jax.Array):
+        """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""
+        return self.recur(params, carry, self.project(params, x))
+
+
+def batched(single: Callable) -> Callable:
+    """Lift ``recur(params, carry, xw)`` written for one sequence to any batch shape.
+
+    The batch rank is read from ``xw`` (static), so this stays trace-friendly.
+    """
+
+    def recur(params, carry, xw):
+        fn = single
+        for _ in range(xw.ndim - 1):
+            fn = jax.vmap(fn, in_axes=(None, 0, 0))
+        return fn(params, carry, xw)
+
+    return recur
+
+
+def affine(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``x @ w.T + b`` for ``x (..., in)`` with explicit (not implicit) broadcasting."""
+    y = jnp.einsum("...i,oi->...o", x, w)
+    return y + jnp.broadcast_to(b, y.shape)
+
+
+def weight_input_size(params: Params) -> int:
+    return int(params["W_ih"].shape[1])
+
+
+def make_init(
+    gates: int,
+    hidden_size: int,
+    *,
+    recurrent_init: str | Initializer,
+    input_init: str | Initializer,
+    bias_init: str,
+    gain: float,
+    bias_hook: Callable | None = None,
+) -> Callable[..., Params]:
+    """Build ``init(key, input_size, dtype)`` for a PyTorch-layout gated cell."""
+    if callable(recurrent_init) and gain != 1.0:
+        raise ValueError(
+            "gain applies only when recurrent_init is a name; got a callable "
+            f"recurrent_init and gain={gain}"
+        )
+    rec = initializer(recurrent_init, gain)
+    inp = initializer(input_init)
+    check_choice("bias_init", bias_init, ("torch", "zeros"))
+    n = hidden_size
+
+    def init(key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+        check_int("input_size", input_size)
+        k_ih, k_hh, k_bi, k_bh, k_hook = jax.random.split(key, 5)
+        if bias_init == "torch":
+            b_ih = torch_bias(k_bi, n, gates, dtype)
+            b_hh = torch_bias(k_bh, n, gates, dtype)
+        else:
+            b_ih = b_hh = jnp.zeros((gates * n,), dtype)
+        params = {
+            "W_ih": gate_blocks(inp, k_ih, gates, (n, input_size), dtype),
+            "W_hh": gate_blocks(rec, k_hh, gates, (n, n), dtype),
+            "b_ih": b_ih,
+            "b_hh": b_hh,
+        }
+        if bias_hook is not None:
+            params = bias_hook(k_hook, params)
+        return params
+
+    return init
+
+
+def zero_carry(carry_type: type, fields: int, hidden_size: int) -> Callable:
+    def initial_carry(batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
+        shape = (*tuple(batch_shape), hidden_size)
+        return carry_type(*(jnp.zeros(shape, dtype) for _ in range(fields)))
+
+    return initial_carry

@@ -1,0 +1,21 @@
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (closed forms that float32 cannot resolve)."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def tol(dtype) -> float:
+    """A relative tolerance that fits the dtype's precision."""
+    import numpy as np
+
+    return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
