@@ -19,6 +19,7 @@ _SUBPACKAGES = (
     "sweep",
     "plots",
     "report",
+    "results",
     "cli",
 )
 

@@ -1,0 +1,203 @@
+"""The results directory: atomic writes and jax-free reading.
+
+Layout (see ``docs/results-format.md``)::
+
+    DIR/config.toml  DIR/provenance.json  DIR/axes.json
+    DIR/points/<id>.npz   DIR/metrics.jsonl   [DIR/summary.json]
+
+Everything here is numpy + the standard library, so ``gradflow report`` and
+``gradflow.plots`` can read results in a process that never imports jax.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIG = "config.toml"
+PROVENANCE = "provenance.json"
+AXES = "axes.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+POINTS = "points"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the new, never half.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk,
+    and the temporary file is renamed over ``path`` (atomic on POSIX).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays to Python; NaN and ±inf to ``None`` (JSON has neither)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(
+        path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n"
+    )
+
+
+def point_id(coords: Mapping[str, Any]) -> str:
+    """A stable, filename-safe id for a grid point: ``cell=lstm,gain=1.5,...``.
+
+    Keys keep their given order (the config's axis order), so the id is the same
+    on every run of the same config.
+    """
+    parts = []
+    for key, value in coords.items():
+        text = repr(value) if isinstance(value, float) else str(value)
+        parts.append(f"{key}={text}")
+    return re.sub(r"[^A-Za-z0-9=,._+-]", "_", ",".join(parts))
+
+
+def point_path(directory: str | os.PathLike, pid: str) -> Path:
+    return Path(directory) / POINTS / f"{pid}.npz"
+
+
+def save_point(
+    directory: str | os.PathLike, pid: str, arrays: Mapping[str, np.ndarray]
+) -> None:
+    """Write one grid point's arrays (leading axis = seed) atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(point_path(directory, pid), buf.getvalue())
+
+
+def load_point(directory: str | os.PathLike, pid: str) -> dict[str, np.ndarray]:
+    with np.load(point_path(directory, pid)) as data:
+        return {k: data[k] for k in data.files}
+
+
+def point_done(directory: str | os.PathLike, pid: str) -> bool:
+    return point_path(directory, pid).exists()
+
+
+def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``metrics.jsonl`` records, one per finished point, in file order."""
+    path = Path(directory) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_metrics(directory: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Add (or replace, by ``id``) one record and rewrite ``metrics.jsonl`` atomically."""
+    records = [r for r in read_metrics(directory) if r.get("id") != record["id"]]
+    records.append(to_jsonable(dict(record)))
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    atomic_write_text(Path(directory) / METRICS, text)
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        return {}
+    return tomllib.loads(path.read_text())
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Results:
+    """A results directory, read without jax.
+
+    Attributes:
+        directory: where it lives.
+        config: the resolved config (``config.toml``).
+        provenance: versions, devices, git commit, wall time.
+        axes: the named axes of each array name in the point files.
+        records: the ``metrics.jsonl`` records (``id``, ``coords``, ``seeds``,
+            ``metrics``).
+        summary: ``summary.json`` (clipping studies) or ``None``.
+    """
+
+    directory: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    axes: dict[str, list[str]]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+
+    def arrays(self, pid: str) -> dict[str, np.ndarray]:
+        """The arrays of one point (leading axis = seed)."""
+        return load_point(self.directory, pid)
+
+    def select(self, **coords: Any) -> Iterator[dict[str, Any]]:
+        """Records whose coordinates match every given ``key=value``."""
+        for r in self.records:
+            if all(r["coords"].get(k) == v for k, v in coords.items()):
+                yield r
+
+    def coord_values(self, key: str) -> list[Any]:
+        """The distinct values of one coordinate, in first-seen order."""
+        seen: list[Any] = []
+        for r in self.records:
+            v = r["coords"].get(key)
+            if v is not None and v not in seen:
+                seen.append(v)
+        return seen
+
+
+def load(directory: str | os.PathLike) -> Results:
+    """Read a results directory written by ``gradflow run``.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no ``metrics.jsonl`` or
+            ``config.toml`` (not a results directory).
+    """
+    directory = Path(directory)
+    if not (directory / CONFIG).exists() and not (directory / METRICS).exists():
+        raise FileNotFoundError(
+            f"{directory} is not a gradflow results directory (no {CONFIG} or {METRICS})"
+        )
+    return Results(
+        directory=directory,
+        config=read_config(directory),
+        provenance=_read_json(directory / PROVENANCE) or {},
+        axes=_read_json(directory / AXES) or {},
+        records=read_metrics(directory),
+        summary=_read_json(directory / SUMMARY),
+    )
