@@ -122,7 +122,7 @@ def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def write_metrics(directory: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Add (or replace, by ``id``) one record and rewrite ``metrics.jsonl`` atomically."""
+    """Add (or replace, by ``id``) a record; rewrite ``metrics.jsonl`` atomically."""
     records = [r for r in read_metrics(directory) if r.get("id") != record["id"]]
     records.append(to_jsonable(dict(record)))
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
@@ -191,7 +191,8 @@ def load(directory: str | os.PathLike) -> Results:
     directory = Path(directory)
     if not (directory / CONFIG).exists() and not (directory / METRICS).exists():
         raise FileNotFoundError(
-            f"{directory} is not a gradflow results directory (no {CONFIG} or {METRICS})"
+            f"{directory} is not a gradflow results directory "
+            f"(no {CONFIG} or {METRICS})"
         )
     return Results(
         directory=directory,
