@@ -38,7 +38,7 @@ def check_float(
     minimum: float | None = None,
     strict: bool = False,
 ) -> float:
-    """A finite real number, optionally bounded below (``strict`` excludes the bound)."""
+    """A finite real number, optionally bounded below (``strict``: exclusive)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{name} must be a real number, got {type(value).__name__} {value!r}"

@@ -34,7 +34,7 @@ def resolve_carry(cell: Cell, params: Any, xs: Any, carry: Any, name: str = "xs"
         got = jax.tree_util.tree_map(
             lambda a: (tuple(jnp.shape(a)), jnp.result_type(a)), carry
         )
-    except Exception as err:  # noqa: BLE001 - reported as a bad argument
+    except Exception as err:
         raise TypeError(f"carry must be a pytree of arrays, got {carry!r}") from err
     if jax.tree_util.tree_structure(carry) != jax.tree_util.tree_structure(expected):
         raise TypeError(

@@ -40,7 +40,7 @@ def gaussian(gain: float = 1.0) -> Initializer:
 
 
 def orthogonal(gain: float = 1.0) -> Initializer:
-    """``gain · Q`` with ``Q`` Haar-random (semi-)orthogonal: all singular values = gain."""
+    """``gain · Q``, ``Q`` Haar-random (semi-)orthogonal: all singular values = gain."""
     gain = check_float("gain", gain, minimum=0.0)
 
     def init(key, shape, dtype):
@@ -61,7 +61,7 @@ def identity(gain: float = 1.0) -> Initializer:
 
 
 def sparse(gain: float = 0.95, fan_in: int = 15) -> Initializer:
-    """Sparse Gaussian with ``fan_in`` inputs per unit, rescaled to spectral radius ``gain``.
+    """Sparse Gaussian, ``fan_in`` inputs per unit, scaled to spectral radius ``gain``.
 
     The "smart" initialisation of Pascanu, Mikolov & Bengio (2013) (after
     Sutskever et al. 2013). Square blocks only.
@@ -76,7 +76,9 @@ def sparse(gain: float = 0.95, fan_in: int = 15) -> Initializer:
         k_val, k_idx = jax.random.split(key)
         scores = jax.random.uniform(k_idx, (rows, cols))
         keep = jnp.argsort(scores, axis=1)[:, : min(fan_in, cols)]
-        mask = jnp.zeros((rows, cols), bool).at[jnp.arange(rows)[:, None], keep].set(True)
+        mask = (
+            jnp.zeros((rows, cols), bool).at[jnp.arange(rows)[:, None], keep].set(True)
+        )
         w = jnp.where(mask, jax.random.normal(k_val, shape, jnp.float32), 0.0)
         # eigvals runs on the host; initialisation happens once, outside any loop.
         radius = jnp.max(jnp.abs(jnp.linalg.eigvals(jax.device_get(w))))
@@ -114,14 +116,18 @@ def initializer(name: str | Initializer, gain: float = 1.0) -> Initializer:
         return torch_uniform()
     if name == "zeros":
         return zeros()
-    return {"gaussian": gaussian, "orthogonal": orthogonal, "identity": identity,
-            "sparse": sparse}[name](gain)
+    return {
+        "gaussian": gaussian,
+        "orthogonal": orthogonal,
+        "identity": identity,
+        "sparse": sparse,
+    }[name](gain)
 
 
 def gate_blocks(
     init: Initializer, key: jax.Array, gates: int, shape: tuple[int, int], dtype
 ) -> jax.Array:
-    """Stack ``gates`` independently initialised ``shape`` blocks into ``(gates*out, in)``."""
+    """Stack ``gates`` independent ``shape`` blocks into ``(gates*out, in)``."""
     keys = jax.random.split(key, gates)
     return jnp.concatenate([init(k, shape, dtype) for k in keys], axis=0)
 

@@ -1,4 +1,7 @@
-"""Elman RNN: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (``torch.nn.RNN``)."""
+"""Elman RNN, as ``torch.nn.RNN``: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
+
+The activation is tanh (default), relu or linear.
+"""
 
 from __future__ import annotations
 
