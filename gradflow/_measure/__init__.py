@@ -1,0 +1,28 @@
+"""Measurements: per-step gradient norms, Jacobian products, Lyapunov spectra."""
+
+from ._grad import hidden_grad_norms
+from ._jacobian import (
+    JacobianNorms,
+    JacobianSpectrum,
+    jacobian_norms,
+    jacobian_singular_values,
+)
+from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._params import ParamGradByStep, param_grad_by_step
+from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
+
+__all__ = [
+    "DecayFit",
+    "JacobianNorms",
+    "JacobianSpectrum",
+    "LyapunovSpectrum",
+    "ParamGradByStep",
+    "VanishingBound",
+    "decay_rate",
+    "hidden_grad_norms",
+    "jacobian_norms",
+    "jacobian_singular_values",
+    "lyapunov_spectrum",
+    "param_grad_by_step",
+    "vanishing_bound",
+]

@@ -1,0 +1,195 @@
+"""Plumbing shared by the measurements: checks, per-sequence state maps, log space."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from .._checks import check_int
+from .._unroll import resolve_carry
+from ..cells import Cell
+
+LN10 = math.log(10.0)
+
+
+def prepare(cell: Cell, params: Any, xs: Any, carry: Any):
+    """Validate ``xs``/``carry`` and return ``(carry, batch_shape)``."""
+    carry = resolve_carry(cell, params, xs, carry)
+    return carry, tuple(xs.shape[1:-1])
+
+
+def check_loss_fn(loss_fn: Any, hs_shape: tuple[int, ...], dtype: Any) -> None:
+    """``loss_fn(hs)`` must map ``hs`` of ``hs_shape`` to one real scalar."""
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be a callable hs -> scalar, got {type(loss_fn).__name__}"
+        )
+    out = jax.eval_shape(loss_fn, jax.ShapeDtypeStruct(hs_shape, dtype))
+    leaves = jax.tree_util.tree_leaves(out)
+    if len(leaves) != 1 or tuple(leaves[0].shape) != ():
+        got = jax.tree_util.tree_map(lambda a: tuple(a.shape), out)
+        raise ValueError(
+            f"loss_fn must return a scalar (shape ()) for hs of shape {hs_shape}, "
+            f"got {got}"
+        )
+    if not jnp.issubdtype(leaves[0].dtype, jnp.floating):
+        raise TypeError(
+            f"loss_fn must return a floating scalar, got dtype {leaves[0].dtype}"
+        )
+
+
+def check_k(k: Any, size: int, name: str = "k") -> int:
+    """``1 <= k <= size`` (the state size)."""
+    k = check_int(name, k)
+    if k > size:
+        raise ValueError(f"{name} must be <= the state size {size}, got {k}")
+    return k
+
+
+def state_size(cell: Cell, dtype: Any) -> int:
+    """Length of the flattened carry of one sequence (``2N`` for an LSTM)."""
+    return int(ravel_pytree(cell.initial_carry((), dtype))[0].shape[0])
+
+
+def flat_step(
+    cell: Cell, params: Any, carry: Any
+) -> tuple[jax.Array, Callable[[jax.Array, jax.Array], jax.Array]]:
+    """The state map of one sequence on the flattened carry.
+
+    Returns ``(s0 (S,), f)`` with ``f(s (S,), xw (G*N,)) -> s' (S,)``.
+    """
+    s0, unravel = ravel_pytree(carry)
+
+    def f(s, xw):
+        new, _ = cell.recur(params, unravel(s), xw)
+        return ravel_pytree(new)[0]
+
+    return s0, f
+
+
+def states_entering(f: Callable, s0: jax.Array, xw: jax.Array) -> jax.Array:
+    """``(T, S)``: the state ``s_t`` entering every step ``t = 0..T-1``."""
+    return lax.scan(lambda s, x: (f(s, x), s), s0, xw)[1]
+
+
+def map_batch(fn: Callable, batch: tuple[int, ...], xw, carry, out_axes):
+    """Run ``fn(xw (T, G), carry)`` for every batch element.
+
+    ``out_axes`` (a pytree of ints like the output) says where the batch axes
+    go in each output; they come back as ``batch`` (possibly several axes).
+    """
+    if not batch:
+        return fn(xw, carry)
+    size = math.prod(batch)
+    rank = len(batch)
+    xw = xw.reshape(xw.shape[0], size, *xw.shape[1 + rank :])
+    carry = jax.tree_util.tree_map(lambda a: a.reshape(size, *a.shape[rank:]), carry)
+    out = jax.vmap(fn, in_axes=(1, 0), out_axes=out_axes)(xw, carry)
+    return jax.tree_util.tree_map(
+        lambda o, ax: o.reshape(*o.shape[:ax], *batch, *o.shape[ax + 1 :]),
+        out,
+        out_axes,
+    )
+
+
+def tiny(dtype: Any) -> float:
+    """The smallest normal number of ``dtype`` (a floor that keeps logs finite)."""
+    return float(np.finfo(np.dtype(dtype)).tiny)
+
+
+def safe_log(x: jax.Array) -> jax.Array:
+    """``log(x)`` floored at the dtype's smallest normal: never ``-inf``."""
+    return jnp.log(jnp.maximum(x, tiny(x.dtype)))
+
+
+def norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    """Euclidean norm that neither underflows nor overflows (scaled by max |x|)."""
+    scale = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    safe = jnp.where(scale > 0, scale, 1.0)
+    out = safe * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
+    out = jnp.where(scale > 0, out, 0.0)
+    if keepdims:
+        return out
+    return jnp.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+
+
+def tree_batch_norm(tree: Any, batch_rank: int) -> jax.Array:
+    """Per batch element Euclidean norm over all leaves ``(*batch, ...)``."""
+    leaves = [
+        leaf.reshape(*leaf.shape[:batch_rank], -1)
+        for leaf in jax.tree_util.tree_leaves(tree)
+    ]
+    return norm(jnp.concatenate(leaves, axis=-1), axis=-1)
+
+
+def tree_scale(tree: Any, factor: jax.Array) -> Any:
+    """Multiply every leaf ``(*batch, ...)`` by ``factor (*batch,)``."""
+
+    def scale(leaf):
+        f = factor.reshape(*factor.shape, *(1,) * (leaf.ndim - factor.ndim))
+        return leaf * jnp.broadcast_to(f, leaf.shape).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map(scale, tree)
+
+
+def top_h(cell: Cell, carry: Any) -> jax.Array:
+    """The hidden output ``h`` inside a carry (the top layer's for a stack)."""
+    return (carry[-1] if cell.layers else carry).h
+
+
+def with_top_h(cell: Cell, carry: Any, h: jax.Array) -> Any:
+    if cell.layers:
+        return (*carry[:-1], carry[-1]._replace(h=h))
+    return carry._replace(h=h)
+
+
+def check_has_h(cell: Cell, carry: Any) -> None:
+    inner = carry[-1] if cell.layers else carry
+    if not hasattr(inner, "h") or not hasattr(inner, "_replace"):
+        raise TypeError(
+            "hidden-output measurements need a carry with an `h` field (the "
+            f"gradflow cells' carries have one), got {type(inner).__name__}"
+        )
+
+
+def chunk_length(remat: bool | int, steps: int) -> int:
+    """0 (no remat), ``ceil(sqrt(T))`` for ``True``, or the given chunk length."""
+    if remat is False:
+        return 0
+    if remat is True:
+        return max(1, math.isqrt(steps - 1) + 1)
+    return check_int("remat", remat)
+
+
+def scan_remat(body: Callable, carry: Any, xs: Any, chunk: int):
+    """``lax.scan(body, carry, xs)`` whose backward pass recomputes chunks.
+
+    With ``chunk > 0`` only every ``chunk``-th carry is stored for the backward
+    pass (``jax.checkpoint`` per chunk), so memory is ``O(T/chunk + chunk)``.
+    """
+    steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if not chunk or chunk >= steps:
+        return lax.scan(body, carry, xs)
+    n_chunks = steps // chunk
+    cut = n_chunks * chunk
+    head = jax.tree_util.tree_map(
+        lambda a: a[:cut].reshape(n_chunks, chunk, *a.shape[1:]), xs
+    )
+    run_chunk = jax.checkpoint(lambda c, block: lax.scan(body, c, block))
+    carry, ys = lax.scan(run_chunk, carry, head)
+    ys = jax.tree_util.tree_map(lambda a: a.reshape(cut, *a.shape[2:]), ys)
+    if cut < steps:
+        carry, tail = lax.scan(
+            body, carry, jax.tree_util.tree_map(lambda a: a[cut:], xs)
+        )
+        ys = jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a, b], axis=0), ys, tail
+        )
+    return carry, ys

@@ -1,0 +1,124 @@
+"""How much each time step contributes to each parameter's gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ..cells import Cell
+from ._common import check_loss_fn, norm, prepare
+
+
+class ParamGradByStep(NamedTuple):
+    """Per-step contributions ``C_t`` to ``∂L/∂θ`` (``Σ_t C_t = jax.grad``).
+
+    Every field but ``contributions`` is a pytree shaped like ``params``.
+
+    Attributes:
+        norms: ``(T,)`` per parameter: ``‖C_t‖`` (Frobenius).
+        share: ``(T,)`` per parameter: ``‖C_t‖ / Σ_s ‖C_s‖`` (non-negative,
+            sums to 1): how much of the gradient's mass step ``t`` carries.
+        alignment: ``(T,)`` per parameter: ``⟨C_t, g⟩ / ‖g‖²`` with ``g`` the
+            ordinary gradient (signed, sums to 1): each step's part of ``g``.
+        grad: the sum of the contributions (equals ``jax.grad`` of the loss).
+        contributions: ``(T, *shape)`` per parameter when asked for, else
+            ``None``.
+    """
+
+    norms: Any
+    share: Any
+    alignment: Any
+    grad: Any
+    contributions: Any = None
+
+
+def param_grad_by_step(
+    cell: Cell,
+    params: Any,
+    xs: jax.Array,
+    loss_fn: Callable[[jax.Array], jax.Array],
+    carry: Any = None,
+    *,
+    contributions: bool = False,
+) -> ParamGradByStep:
+    """Split the gradient of every parameter into one term per time step.
+
+    The parameters are shared by all steps, so ``∂L/∂θ = Σ_t C_t`` where
+    ``C_t`` is the gradient that flows through step ``t``'s use of ``θ`` (its
+    ``recur`` and its input projection). ``C_t`` is the vector-Jacobian product
+    of step ``t`` with the total cotangent of its outputs, computed in one
+    reverse scan (no ``T`` copies of the params). A weight whose gradient is
+    dominated by the last few steps learns only short-term dependencies.
+
+    Args:
+        cell: a :class:`gradflow.cells.Cell`.
+        params: its params.
+        xs: ``(T, *batch, input_size)``; the batch is summed (as the loss is).
+        loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar``.
+        carry: the carry entering step 0; ``None`` means zeros.
+        contributions: also return every ``C_t`` (``T`` times the params'
+            memory).
+
+    Returns:
+        A :class:`ParamGradByStep`.
+
+    Example:
+        >>> by_step = gf.param_grad_by_step(cell, params, xs, loss)
+        >>> by_step.share["W_hh"]        # (T,), sums to 1
+    """
+    carry, batch = prepare(cell, params, xs, carry)
+    hs_shape = (xs.shape[0], *batch, cell.hidden_size)
+    check_loss_fn(loss_fn, hs_shape, xs.dtype)
+
+    def forward(c, x_t):
+        new, h = cell.step(params, c, x_t)
+        return new, (c, h)
+
+    _, (entering, hs) = lax.scan(forward, carry, xs)
+    direct = jax.grad(loss_fn)(hs)
+
+    def total_loss(p):
+        return loss_fn(lax.scan(lambda c, x: cell.step(p, c, x), carry, xs)[1])
+
+    total = jax.grad(total_loss)(params)
+    total_sq = jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g)), total)
+
+    def body(state, inp):
+        ct_carry, acc = state
+        c_t, x_t, d_t = inp
+        _, vjp = jax.vjp(lambda p, c: cell.step(p, c, x_t), params, c_t)
+        ct_p, ct_carry = vjp((ct_carry, d_t))
+        acc = jax.tree_util.tree_map(jnp.add, acc, ct_p)
+        out = (
+            jax.tree_util.tree_map(norm, ct_p),
+            jax.tree_util.tree_map(
+                lambda c, g, sq: jnp.vdot(c, g) / jnp.where(sq > 0, sq, 1.0),
+                ct_p,
+                total,
+                total_sq,
+            ),
+            ct_p if contributions else None,
+        )
+        return (ct_carry, acc), out
+
+    zeros_c = jax.tree_util.tree_map(jnp.zeros_like, carry)
+    zeros_p = jax.tree_util.tree_map(jnp.zeros_like, params)
+    (_, grad), (norms, alignment, per_step) = lax.scan(
+        body, (zeros_c, zeros_p), (entering, xs, direct), reverse=True
+    )
+
+    def share(n):
+        s = jnp.sum(n)
+        return n / jnp.where(s > 0, s, 1.0)
+
+    return ParamGradByStep(
+        norms=norms,
+        share=jax.tree_util.tree_map(share, norms),
+        alignment=alignment,
+        grad=grad,
+        contributions=per_step,
+    )

@@ -1,0 +1,183 @@
+"""Summaries next to the measurements: fitted decay rates and Pascanu's bound."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_choice, check_int
+from ..cells import Cell
+from ._jacobian import JacobianNorms
+
+# max |act'|: the γ of Pascanu, Mikolov & Bengio (2013).
+GAMMAS = {"tanh": 1.0, "relu": 1.0, "linear": 1.0, "sigmoid": 0.25}
+
+
+class DecayFit(NamedTuple):
+    """A straight line through ``ln ‖g‖`` against the distance back in time.
+
+    Attributes:
+        rate: ``(*batch,)`` nats per step; positive means the norm shrinks as
+            it flows back (vanishing), negative means it grows (exploding).
+        half_life: ``(*batch,)`` steps for the norm to halve, ``ln 2 / rate``;
+            ``inf`` when the norm does not decay (``rate <= 0``): it never
+            halves.
+        r2: ``(*batch,)`` coefficient of determination of the fit (1 = a
+            perfect exponential).
+        intercept: ``(*batch,)`` fitted ``ln ‖g‖`` at distance 0 (the last
+            entry).
+    """
+
+    rate: jax.Array
+    half_life: jax.Array
+    r2: jax.Array
+    intercept: jax.Array
+
+
+class VanishingBound(NamedTuple):
+    """Pascanu et al. (2013): ``σ_max(W_hh) < 1/γ`` is sufficient for vanishing.
+
+    ``‖∂h_{t+1}/∂h_t‖ ≤ γ σ_max(W_hh)`` for an RNN, so the gradient shrinks by
+    at least ``rate_bound = −ln(γ σ_max)`` nats per step: a measured
+    :class:`DecayFit` rate of an RNN is at least this. For LSTM/GRU the
+    numbers are the same formula applied to the whole ``W_hh`` (all gates)
+    with ``γ = 1``; that is the RNN condition, not a theorem about gated
+    cells (``exact`` is False). Stacks give one entry per layer (``(L,)``).
+
+    Attributes:
+        sigma_max: largest singular value of ``W_hh``.
+        gamma: the bound on ``|act'|`` used.
+        bound: ``1 / γ``.
+        satisfied: ``sigma_max < bound``.
+        rate_bound: ``−ln(γ σ_max)`` nats per step.
+        exact: True where the cell is an RNN (the condition is the theorem's).
+    """
+
+    sigma_max: jax.Array
+    gamma: jax.Array
+    bound: jax.Array
+    satisfied: jax.Array
+    rate_bound: jax.Array
+    exact: jax.Array
+
+
+def decay_rate(
+    norms: Any,
+    *,
+    log10: bool = False,
+    start: int = 0,
+    stop: int | None = None,
+) -> DecayFit:
+    """Fit ``ln ‖g_t‖ ≈ a − rate · (distance back in time)`` by least squares.
+
+    Args:
+        norms: ``(T, *batch)`` per-step norms from
+            :func:`gradflow.hidden_grad_norms` (step ``t`` is ``T − 1 − t``
+            steps back), their log10 (``log10=True``), or a
+            :class:`JacobianNorms` record (already log10).
+        log10: ``norms`` holds log10 values.
+        start, stop: fit only steps ``t`` in ``[start, stop)`` (e.g. skip
+            the first steps' transient). Non-finite entries (a norm of exactly
+            0) are left out of the fit.
+
+    Returns:
+        A :class:`DecayFit` with fields ``(*batch,)``.
+
+    Example:
+        >>> fit = gf.decay_rate(gf.hidden_grad_norms(cell, params, xs, loss))
+        >>> fit.rate, fit.half_life
+    """
+    if isinstance(norms, JacobianNorms):
+        values, log10 = norms.log10_norms, True
+    else:
+        values = norms
+    if getattr(values, "ndim", 0) < 1:
+        raise TypeError(
+            "norms must be an array (T, *batch) or a JacobianNorms record, "
+            f"got {type(norms).__name__}"
+        )
+    steps = values.shape[0]
+    start = check_int("start", start, minimum=0)
+    stop = steps if stop is None else check_int("stop", stop, minimum=0)
+    if not stop - start >= 2 or stop > steps:
+        raise ValueError(
+            f"start, stop must select at least 2 of the T={steps} steps, "
+            f"got start={start}, stop={stop}"
+        )
+    values = jnp.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        values = values.astype(jnp.float32)
+    logs = values * math.log(10.0) if log10 else jnp.log(values)
+    logs = logs[start:stop]
+    dist = (steps - 1 - jnp.arange(start, stop)).astype(logs.dtype)
+    dist = jnp.broadcast_to(dist.reshape(-1, *(1,) * (logs.ndim - 1)), logs.shape)
+    weight = jnp.isfinite(logs).astype(logs.dtype)
+    y = jnp.where(weight > 0, logs, 0.0)
+    count = jnp.sum(weight, axis=0)
+    mean_x = jnp.sum(weight * dist, axis=0) / count
+    mean_y = jnp.sum(weight * y, axis=0) / count
+    dx = (dist - mean_x[None]) * weight
+    dy = (y - mean_y[None]) * weight
+    slope = jnp.sum(dx * dy, axis=0) / jnp.sum(dx * dx, axis=0)
+    intercept = mean_y - slope * mean_x
+    resid = (y - intercept[None] - slope[None] * dist) * weight
+    ss_res = jnp.sum(resid * resid, axis=0)
+    ss_tot = jnp.sum(dy * dy, axis=0)
+    r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), 1.0)
+    rate = -slope
+    half_life = jnp.where(
+        rate > 0, math.log(2.0) / jnp.where(rate > 0, rate, 1.0), jnp.inf
+    )
+    return DecayFit(rate, half_life, r2, intercept)
+
+
+def vanishing_bound(
+    cell: Cell, params: Any, activation: str = "tanh"
+) -> VanishingBound:
+    """Pascanu et al. (2013)'s sufficient condition for vanishing gradients.
+
+    Args:
+        cell: a :class:`gradflow.cells.Cell`.
+        params: its params (``W_hh`` is read; a stack's per layer).
+        activation: the RNN's nonlinearity, which sets ``γ = max |act'|``:
+            ``"tanh"``, ``"relu"``, ``"linear"`` (γ = 1) or ``"sigmoid"``
+            (γ = 1/4). Gated cells always use γ = 1 (see
+            :class:`VanishingBound`).
+
+    Returns:
+        A :class:`VanishingBound` (scalars; ``(L,)`` for a stack).
+
+    Example:
+        >>> gf.vanishing_bound(cell, params).satisfied
+    """
+    check_choice("activation", activation, tuple(GAMMAS))
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be a gradflow Cell, got {type(cell).__name__}")
+    if cell.layers:
+        parts = [
+            _layer_bound(c, p, activation)
+            for c, p in zip(cell.layers, params, strict=True)
+        ]
+        return VanishingBound(*(jnp.stack(f) for f in zip(*parts, strict=True)))
+    return _layer_bound(cell, params, activation)
+
+
+def _layer_bound(cell: Cell, params: Any, activation: str) -> VanishingBound:
+    if not isinstance(params, dict) or "W_hh" not in params:
+        raise TypeError(
+            f"params of a {cell.kind} cell must be a dict with 'W_hh', "
+            f"got {type(params).__name__}"
+        )
+    exact = cell.kind == "rnn"
+    gamma = GAMMAS[activation] if exact else 1.0
+    sigma = jnp.linalg.norm(params["W_hh"], 2)
+    gamma_a = jnp.asarray(gamma, sigma.dtype)
+    bound = 1.0 / gamma_a
+    rate = -jnp.log(jnp.maximum(gamma_a * sigma, np.finfo(np.float32).tiny))
+    return VanishingBound(
+        sigma, gamma_a, bound, sigma < bound, rate, jnp.asarray(exact)
+    )
