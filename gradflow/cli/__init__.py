@@ -1,0 +1,278 @@
+"""The ``gradflow`` command line: ``run``, ``demo``, ``report``, ``figures``.
+
+Each sub-command imports what it needs when it runs, so ``gradflow report``
+(which only reads saved results and draws) never imports jax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+
+_DESCRIPTION = """\
+Measure how gradients vanish or explode through time in recurrent networks.
+
+  gradflow demo                  RNN vs LSTM vs GRU, a report in ./gradflow-demo/
+  gradflow run CONFIG --out DIR  run an experiment (TOML) into a results directory
+  gradflow report DIR            figures + report.html from saved results
+  gradflow figures               re-make figures/ from every experiments/*.toml
+
+Run `gradflow <command> --help` for each command's options.
+"""
+
+_RUN_EPILOG = """\
+The results directory holds config.toml (the resolved config), points/<id>.npz
+(one file per grid point, leading axis = seed), metrics.jsonl, axes.json and
+provenance.json. Interrupt a run and run the same command again: finished points
+are skipped and the final arrays are the same as an uninterrupted run's. A
+different config is refused rather than mixed into an existing DIR.
+"""
+
+
+class _Failure(Exception):
+    """An error to show as one line (``gradflow: error: ...``), exit status 2."""
+
+
+def _progress(args: argparse.Namespace) -> str:
+    return "none" if args.quiet else "auto"
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print no progress (by default: a progress bar on a terminal, "
+        "one line per finished point otherwise)",
+    )
+
+
+def _report_module():
+    try:
+        from gradflow import report
+    except ImportError as err:  # pragma: no cover - report ships with gradflow
+        raise _Failure(f"gradflow.report could not be imported: {err}") from err
+    if not hasattr(report, "write_report"):
+        raise _Failure(
+            "gradflow.report.write_report is not available in this installation, "
+            "so no figures or report can be written (the results are saved)"
+        )
+    return report
+
+
+def _write_report(directory: Path, quiet: bool) -> Path:
+    path = Path(_report_module().write_report(directory))
+    if not quiet:
+        print(f"report: {path}", file=sys.stderr)
+    return path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gradflow import sweep
+
+    config = sweep.load_config(args.config)
+    out = sweep.run(
+        config,
+        args.out,
+        quick=args.quick,
+        progress=_progress(args),
+        force=args.force,
+    )
+    if not args.quiet:
+        print(f"results: {out}", file=sys.stderr)
+    if args.report:
+        _write_report(out, args.quiet)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gradflow import results, sweep
+
+    out = Path(args.out)
+    config = sweep.load_config(DEMO_CONFIG)
+    # Replacing an older demo in its own folder is fine; anything else is refused.
+    force = results.read_config(out).get("experiment", {}).get("name") == "demo"
+    sweep.run(config, out, quick=args.quick, progress=_progress(args), force=force)
+    _write_report(out, args.quiet)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gradflow import results
+
+    try:
+        results.load(args.dir)
+    except FileNotFoundError as err:
+        raise _Failure(str(err)) from err
+    _write_report(Path(args.dir), quiet=False)
+    return 0
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from gradflow import sweep
+
+    configs = sorted(Path(args.experiments).glob("*.toml"))
+    if args.only:
+        configs = [c for c in configs if c.stem in args.only]
+    if not configs:
+        raise _Failure(f"no experiments (*.toml) found in {args.experiments}")
+    loaded = [sweep.load_config(c) for c in configs]  # all checked before any runs
+    for path, config in zip(configs, loaded, strict=True):
+        name = config["experiment"]["name"]
+        directory = Path(args.results) / name
+        if not args.quiet:
+            print(f"== {path} -> {directory}", file=sys.stderr)
+        # results/<name> is this command's cache: a changed config replaces it.
+        sweep.run(
+            config, directory, quick=args.quick, progress=_progress(args), force=True
+        )
+        _write_report(directory, args.quiet)
+        source = directory / "figures"
+        target = Path(args.out) / name
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for f in sorted(source.glob("*")) if source.exists() else []:
+            if f.is_file():
+                shutil.copy2(f, target / f.name)
+        if not args.quiet:
+            print(f"figures: {target}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gradflow`` argument parser (every option documented in ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="gradflow",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from gradflow import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"gradflow {__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="run an experiment config into a results directory",
+        description="Run every grid point of an experiment (a TOML file) and write "
+        "its results into DIR.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="CONFIG", help="the experiment's TOML file")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="the results directory to write"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="shrink the grid (2 seeds, at most 2 values per axis, short sequences, "
+        "narrow cells) so it finishes in seconds: a smoke test",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="if DIR holds results of a different config, delete them and start "
+        "over (without it such a DIR is refused)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write figures and report.html into DIR when the run finishes",
+    )
+    _add_progress(p)
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="RNN vs LSTM vs GRU: gradient norms, Jacobians, Lyapunov spectra, report",
+        description="A built-in experiment: tanh RNN, LSTM and GRU of the same width; "
+        "gradient norm against distance back in time, Jacobian norms and "
+        "Lyapunov spectra over seeds; then figures and report.html. About a "
+        "minute on a 2-core CPU.",
+    )
+    p.add_argument(
+        "--out",
+        default="gradflow-demo",
+        metavar="DIR",
+        help="where to write results and the report (default: %(default)s)",
+    )
+    p.add_argument("--quick", action="store_true", help="a smaller demo (seconds)")
+    _add_progress(p)
+    p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser(
+        "report",
+        help="re-make figures and report.html/report.md from a results directory",
+        description="Draw figures and write DIR/report.html and DIR/report.md from "
+        "saved results, without recomputing anything (and without importing jax).",
+    )
+    p.add_argument(
+        "dir", metavar="DIR", help="a results directory (gradflow run --out)"
+    )
+    p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser(
+        "figures",
+        help="run every shipped experiment and collect its figures",
+        description="Run every experiments/*.toml into RESULTS/<name> (resuming what "
+        "is there), write its report, and copy its figures to OUT/<name>/.",
+    )
+    p.add_argument(
+        "--experiments",
+        default="experiments",
+        metavar="DIR",
+        help="folder of experiment TOML files (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        default="figures",
+        metavar="DIR",
+        help="where the figures go, one folder per experiment (default: %(default)s)",
+    )
+    p.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="where the results directories go (default: %(default)s)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="only these experiments (file names without .toml)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="run each experiment with --quick"
+    )
+    _add_progress(p)
+    p.set_defaults(handler=_cmd_figures)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradflow`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (_Failure, ValueError, FileNotFoundError) as err:
+        print(f"gradflow: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "gradflow: interrupted; finished points are saved, run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,5 @@
+import sys
+
+from gradflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""One grid point as one compiled function of its seeds.
+
+``point_function`` builds, for a point's shapes, a function
+``f(seeds (S,), params (S, ...), gain ()) -> (arrays, metrics)`` that runs every
+seed at once (``vmap``; ``lax.map`` is kept for the benchmark) and is compiled
+once per shape signature: points that differ only in gain share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import gradflow as gf
+from gradflow.cells import make as make_cell
+
+# Initialisers that run on the host (eigvals) and so cannot be traced.
+HOST_INITS = ("sparse",)
+
+#: The named axes of every array a measurement writes (``axes.json``).
+ARRAY_AXES = {
+    "grad_norms": {"log10_grad_norms": ["seed", "step"]},
+    "jacobian_norms": {"jacobian_log10_norms": ["seed", "step"]},
+    "jacobian_singular_values": {
+        "jacobian_log10_singular_values": ["seed", "lag", "k"]
+    },
+    "lyapunov": {
+        "lyapunov_exponents": ["seed", "k"],
+        "lyapunov_running": ["seed", "step", "k"],
+    },
+    "param_grad_by_step": {"param_grad_share": ["seed", "step"]},
+}
+
+LN10 = float(np.log(10.0))
+
+
+def array_axes(measure: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``axes.json`` content for a ``[measure]`` section."""
+    out: dict[str, list[str]] = {}
+    for name in measure:
+        out.update(ARRAY_AXES[name])
+    return out
+
+
+def signature(config: Mapping[str, Any], coords: Mapping[str, Any]) -> tuple:
+    """What decides a compiled function's shapes: points equal here share it."""
+    return (
+        coords["cell"],
+        coords["hidden_size"],
+        coords["init"],
+        coords["length"],
+        coords["input"],
+    )
+
+
+def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells.Cell:
+    """The point's cell with gain 1 (the sweep scales ``W_hh`` by the gain)."""
+    opts = config["cell"]
+    kwargs: dict[str, Any] = {
+        "recurrent_init": coords["init"],
+        "input_init": opts["input_init"],
+        "bias_init": opts["bias_init"],
+    }
+    if coords["cell"] == "rnn":
+        kwargs["activation"] = opts["activation"]
+    if coords["cell"] == "lstm" and "forget_bias" in opts:
+        kwargs["forget_bias"] = opts["forget_bias"]
+    return make_cell(coords["cell"], coords["hidden_size"], **kwargs)
+
+
+def seed_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(params, input, readout)`` keys of one seed: the same in every condition."""
+    k_p, k_x, k_u = jax.random.split(jax.random.key(seed), 3)
+    return k_p, k_x, k_u
+
+
+def init_params(
+    cell: gf.cells.Cell, init: str, input_size: int, seeds: np.ndarray, sharding
+) -> Any:
+    """Params of every seed stacked on a leading axis (gain 1)."""
+
+    def one(seed):
+        return cell.init(seed_keys(seed)[0], input_size)
+
+    if init in HOST_INITS:
+        rows = [one(jnp.uint32(s)) for s in seeds]
+        stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *rows)
+        return jax.device_put(stacked, sharding)
+    return jax.jit(jax.vmap(one), out_shardings=sharding)(seeds)
+
+
+def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float):
+    if kind == "gaussian":
+        return scale * jax.random.normal(key, shape)
+    if kind == "uniform":
+        return jax.random.uniform(key, shape, minval=-scale, maxval=scale)
+    return jnp.zeros(shape)
+
+
+def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    """``loss(hs (T, N)) -> ()``; the readout ``u`` has unit norm."""
+    if kind == "last_linear":
+        return lambda hs: jnp.dot(readout, hs[-1])
+    if kind == "last_square":
+        return lambda hs: 0.5 * jnp.sum(hs[-1] ** 2)
+    return lambda hs: jnp.sum(hs @ readout)
+
+
+def _safe_log10(x: jax.Array) -> jax.Array:
+    # An exact zero (e.g. a zero input-free gradient) stays -inf -> null in JSON.
+    return jnp.log10(x)
+
+
+def point_function(
+    config: Mapping[str, Any],
+    coords: Mapping[str, Any],
+    *,
+    sharding=None,
+    batching: str = "vmap",
+) -> Callable[[jax.Array, Any, jax.Array], tuple[dict, dict]]:
+    """A compiled ``f(seeds (S,), params, gain) -> (arrays, metrics)``.
+
+    Every output has a leading seed axis. ``batching`` is ``"vmap"`` (one
+    batched computation) or ``"map"`` (``lax.map``, a loop inside one program).
+    """
+    cell = build_cell(config, coords)
+    measure = config["measure"]
+    length = coords["length"]
+    size = config["input"]["size"]
+    scale = config["input"]["scale"]
+
+    def one(seed, params, gain):
+        _, k_x, k_u = seed_keys(seed)
+        params = {**params, "W_hh": gain * params["W_hh"]}
+        xs = sample_input(coords["input"], k_x, (length, size), scale)
+        u = jax.random.normal(k_u, (cell.hidden_size,))
+        u = u / jnp.linalg.norm(u)
+        arrays: dict[str, jax.Array] = {}
+        metrics: dict[str, jax.Array] = {}
+        if "grad_norms" in measure:
+            loss_fn = make_loss(measure["grad_norms"]["loss"], u)
+            norms = gf.hidden_grad_norms(cell, params, xs, loss_fn)
+            log10 = _safe_log10(norms)
+            arrays["log10_grad_norms"] = log10
+            metrics["log10_grad_norm_step0"] = log10[0]
+            fit = gf.decay_rate(log10)
+            metrics["decay_rate"] = fit.rate
+            metrics["half_life"] = fit.half_life
+        if "jacobian_norms" in measure:
+            arrays["jacobian_log10_norms"] = gf.jacobian_norms(
+                cell, params, xs
+            ).log10_norms
+        if "jacobian_singular_values" in measure:
+            k = measure["jacobian_singular_values"]["k"]
+            arrays["jacobian_log10_singular_values"] = gf.jacobian_singular_values(
+                cell, params, xs, k=k
+            ).log10_singular_values
+        if "lyapunov" in measure:
+            opts = measure["lyapunov"]
+            spec = gf.lyapunov_spectrum(
+                cell, params, xs, k=opts["k"], warmup=opts["warmup"]
+            )
+            arrays["lyapunov_exponents"] = spec.exponents
+            arrays["lyapunov_running"] = spec.running
+            metrics["lambda_max"] = spec.exponents[0]
+        if "param_grad_by_step" in measure:
+            loss_fn = make_loss(
+                measure.get("grad_norms", {}).get("loss", "last_linear"), u
+            )
+            by_step = gf.param_grad_by_step(cell, params, xs, loss_fn)
+            arrays["param_grad_share"] = by_step.share["W_hh"]
+        bound = gf.vanishing_bound(cell, params)
+        metrics["sigma_max_whh"] = bound.sigma_max
+        metrics["pascanu_bound"] = bound.bound
+        return arrays, metrics
+
+    if batching == "vmap":
+        batched = jax.vmap(one, in_axes=(0, 0, None))
+    elif batching == "map":
+
+        def batched(seeds, params, gain):
+            return lax.map(lambda a: one(a[0], a[1], gain), (seeds, params))
+
+    else:
+        raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}")
+    if sharding is None:
+        return jax.jit(batched)
+    return jax.jit(batched, out_shardings=sharding)

@@ -1,0 +1,274 @@
+"""The runner: every grid point once, sharded over devices, resumable."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from gradflow import results
+
+from ._config import ConfigError, load_config
+from ._config import quick as quick_config
+from ._grid import Point, expand_grid
+from ._progress import Progress
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [
+        f"{k}: {a.get(k, '<missing>')!r} there, {b.get(k, '<missing>')!r} here"
+        for k in sorted(set(a) | set(b))
+        if a.get(k, "<missing>") != b.get(k, "<missing>")
+    ]
+
+
+def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> None:
+    """Write ``config.toml`` into ``out``, or check that it is the same config.
+
+    Raises:
+        ValueError: ``out`` holds results of a different config (and not
+            ``force``), or holds files that are not a results directory.
+    """
+    text = tomli_w.dumps(config)
+    resolved = tomllib.loads(text)
+    cfg_path = out / results.CONFIG
+    if cfg_path.exists():
+        existing = tomllib.loads(cfg_path.read_text())
+        if existing == resolved:
+            return
+        if not force:
+            diffs = _differences(existing, resolved)
+            shown = "; ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "")
+            raise ValueError(
+                f"{out} already holds results of a different config ({shown}). "
+                f"Refusing to mix them: choose another --out directory, delete "
+                f"{out}, or pass --force to replace its results."
+            )
+        for name in (results.POINTS,):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (
+            results.METRICS,
+            results.AXES,
+            results.PROVENANCE,
+            results.SUMMARY,
+        ):
+            (out / name).unlink(missing_ok=True)
+    elif out.exists() and any(
+        (out / n).exists() for n in (results.POINTS, results.METRICS)
+    ):
+        raise ValueError(
+            f"{out} holds points or metrics but no {results.CONFIG}; refusing to "
+            f"write into it: choose another --out directory or delete it."
+        )
+    results.atomic_write_text(cfg_path, text)
+
+
+def _mesh_sharding(devices: Sequence[Any]):
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.asarray(list(devices)), ("seed",))
+    return NamedSharding(mesh, PartitionSpec("seed"))
+
+
+def _to_global(x: np.ndarray, sharding) -> Any:
+    """A host array as one array sharded over all (possibly remote) devices."""
+    import jax
+
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    # Every process holds the same host value; each fills its own shards.
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _to_host(tree: Any) -> Any:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def _is_writer() -> bool:
+    import jax
+
+    return jax.process_index() == 0
+
+
+def run(
+    config: Mapping[str, Any] | str | Path,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    progress: str | Progress = "auto",
+    force: bool = False,
+    devices: Sequence[Any] | None = None,
+    on_point: Callable[[str], None] | None = None,
+    batching: str = "vmap",
+) -> Path:
+    """Run every point of an experiment into a results directory.
+
+    Each point (one condition, all its seeds) is one call of a function compiled
+    once per shape signature; its seeds are ``vmap``-ed and sharded over a 1-D
+    device mesh (padded to a multiple of the device count). A point's arrays
+    go to ``out/points/<id>.npz`` atomically and its metrics to
+    ``metrics.jsonl``; points already there are skipped, so re-running an
+    interrupted command finishes it with the same numbers.
+
+    Args:
+        config: a resolved config (:func:`load_config`) or a TOML path.
+        out: the results directory (created).
+        quick: shrink the grid first (:func:`quick`), for smoke tests.
+        progress: ``"auto"``, ``"bar"``, ``"lines"``, ``"none"`` or a
+            :class:`Progress`.
+        force: replace the results of a *different* config in ``out``.
+        devices: the devices to shard seeds over (default: all JAX sees,
+            across hosts after ``jax.distributed.initialize()``).
+        on_point: called with each finished point's id (after it is written).
+        batching: ``"vmap"`` (default; faster on CPU, see benchmarks) or
+            ``"map"`` (``lax.map``).
+
+    Returns:
+        ``out`` as a ``Path``.
+
+    Raises:
+        ConfigError: an invalid config file.
+        ValueError: ``out`` holds results of a different config.
+    """
+    if isinstance(config, str | Path):
+        config = load_config(config)
+    if quick:
+        config = quick_config(config)
+    out = Path(out)
+    reporter = progress if isinstance(progress, Progress) else Progress(progress)
+    if _is_writer():
+        claim_directory(out, config, force=force)
+    if config["experiment"]["kind"] == "clipping":
+        return _run_clipping(config, out, reporter, on_point)
+    return _run_measure(config, out, reporter, devices, on_point, batching)
+
+
+def _finished(out: Path) -> set[str]:
+    """Points whose arrays and metrics are both written."""
+    with_metrics = {r["id"] for r in results.read_metrics(out)}
+    return {pid for pid in with_metrics if results.point_done(out, pid)}
+
+
+def _start_provenance(out: Path, seeds: list[int], devices) -> tuple[dict, float]:
+    from ._provenance import provenance
+
+    prov = provenance(seeds, devices)
+    old = results._read_json(out / results.PROVENANCE)
+    spent = 0.0
+    if old:
+        prov["started"] = old.get("started", prov["started"])
+        spent = float(old.get("wall_time_s") or 0.0)
+    prov["wall_time_s"] = spent
+    if _is_writer():
+        results.atomic_write_json(out / results.PROVENANCE, prov)
+    return prov, spent
+
+
+def _run_measure(config, out, reporter, devices, on_point, batching) -> Path:
+    import jax
+
+    from ._point import array_axes, init_params, point_function, signature
+
+    t0 = time.perf_counter()
+    devices = list(devices) if devices is not None else jax.devices()
+    sharding = _mesh_sharding(devices)
+    points = expand_grid(config)
+    seeds = list(config["grid"]["seeds"])
+    prov, spent = _start_provenance(out, seeds, devices)
+    if _is_writer():
+        results.atomic_write_json(out / results.AXES, array_axes(config["measure"]))
+    done = _finished(out)
+    todo = [p for p in points if p.id not in done]
+    reporter.start(config["experiment"]["name"], len(points), len(points) - len(todo))
+    padded = _pad(seeds, len(devices))
+    seed_array = _to_global(padded, sharding)
+    compiled: dict[tuple, Any] = {}
+    params_cache: dict[tuple, Any] = {}
+    try:
+        for point in todo:
+            t_point = time.perf_counter()
+            sig = signature(config, point.coords)
+            if sig not in compiled:
+                compiled[sig] = point_function(
+                    config, point.coords, sharding=sharding, batching=batching
+                )
+                from ._point import build_cell
+
+                cell = build_cell(config, point.coords)
+                params_cache.clear()  # keep one signature's params in memory
+                params_cache[sig] = init_params(
+                    cell,
+                    point.coords["init"],
+                    config["input"]["size"],
+                    padded,
+                    sharding,
+                )
+            arrays, metrics = compiled[sig](
+                seed_array, params_cache[sig], np.float32(point.coords["gain"])
+            )
+            arrays, metrics = _to_host((arrays, metrics))
+            n = len(seeds)
+            _write_point(
+                out,
+                point,
+                {k: v[:n] for k, v in arrays.items()},
+                {k: v[:n] for k, v in metrics.items()},
+            )
+            reporter.advance(point.id, time.perf_counter() - t_point)
+            if on_point is not None:
+                on_point(point.id)
+    finally:
+        reporter.close()
+        prov["wall_time_s"] = round(spent + time.perf_counter() - t0, 3)
+        if _is_writer():
+            results.atomic_write_json(out / results.PROVENANCE, prov)
+    return out
+
+
+def _pad(seeds: list[int], multiple: int) -> np.ndarray:
+    """Seeds padded (repeating the last) to a multiple of the device count."""
+    n = -(-len(seeds) // multiple) * multiple
+    return np.asarray(seeds + [seeds[-1]] * (n - len(seeds)), dtype=np.uint32)
+
+
+def _write_point(out: Path, point: Point, arrays: dict, metrics: dict) -> None:
+    if not _is_writer():
+        return
+    results.save_point(out, point.id, arrays)
+    results.write_metrics(
+        out,
+        {
+            "id": point.id,
+            "coords": point.coords,
+            "seeds": list(point.seeds),
+            "metrics": {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()},
+        },
+    )
+
+
+def _run_clipping(config, out, reporter, on_point) -> Path:
+    raise ConfigError("clipping experiments are not wired yet")
