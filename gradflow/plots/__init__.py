@@ -1,0 +1,56 @@
+"""Paper figures from gradflow measurements: numpy + matplotlib only, never jax.
+
+Every plot function takes numpy arrays (not directories) and returns a
+``matplotlib.figure.Figure`` drawn in a paper style (``style="paper"``: serif
+type that matches a LaTeX body, Okabe–Ito colours, no top/right spines, a faint
+grid, 3.5 in single-column or 7 in double-column width). Values that are NaN or
+±inf are never drawn as numbers: they are marked on the axes edge (or hatched in
+heat maps) and counted in the legend. ``save`` writes PDF/SVG (text as text) and
+PNG (300 dpi) atomically.
+"""
+
+from gradflow.plots._clipping import (
+    clipping_summary,
+    grad_norm_histogram,
+    loss_curves,
+)
+from gradflow.plots._common import fit_decay
+from gradflow.plots._dynamics import (
+    jacobian_singular_values,
+    lambda_max_vs_gain,
+    lyapunov_spectrum,
+    pascanu_bound,
+    phase_diagram,
+)
+from gradflow.plots._profiles import grad_norm_heatmap, grad_norm_profile, layer_heatmap
+from gradflow.plots._style import (
+    COLUMN_WIDTHS,
+    PALETTE,
+    STYLES,
+    figsize,
+    save,
+    style,
+    style_rc,
+)
+
+__all__ = [
+    "COLUMN_WIDTHS",
+    "PALETTE",
+    "STYLES",
+    "clipping_summary",
+    "figsize",
+    "fit_decay",
+    "grad_norm_heatmap",
+    "grad_norm_histogram",
+    "grad_norm_profile",
+    "jacobian_singular_values",
+    "lambda_max_vs_gain",
+    "layer_heatmap",
+    "loss_curves",
+    "lyapunov_spectrum",
+    "pascanu_bound",
+    "phase_diagram",
+    "save",
+    "style",
+    "style_rc",
+]

@@ -1,0 +1,210 @@
+"""Gradient norm against distance back in time, and heat maps of the profile."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from gradflow.plots import _common as c
+from gradflow.plots._style import StyleLike, finish, new_figure
+from gradflow.plots._style import style as use_style
+
+GRAD_LABEL = r"$\log_{10}\,\|\partial L/\partial h_t\|$"
+LAG_LABEL = r"distance back in time, $T-t$ (steps)"
+STEP_LABEL = r"time step $t$"
+
+
+def grad_norm_profile(
+    log10_norms: Mapping[str, Any] | Any,
+    *,
+    lags: Mapping[str, Any] | Any | None = None,
+    ylabel: str = GRAD_LABEL,
+    fit: bool = True,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """Gradient norm against distance back in time, one line per label.
+
+    Each line is the median over seeds with a shaded 10-90% range; the legend
+    gives the decay rate fitted to the median (minus the slope of ln‖·‖ against
+    lag, nats per step; positive = vanishing).
+
+    Args:
+        log10_norms: ``label -> (seeds, T)`` (or ``(T,)``) arrays of
+            ``log10 ‖∂L/∂h_t‖`` for t = 0..T−1, or one such array.
+        lags: ``label ->`` or one ``(T,)`` array of distances back in time for
+            entry t; default ``T − 1 − t`` (0 for the last step, whose loss term
+            is nearest). Jacobian norms ``log10‖∂s_T/∂s_t‖`` span ``T − t``.
+        ylabel: y-axis label (e.g. for Jacobian norms).
+        fit: put the fitted decay rate in the legend.
+        column: ``"single"`` (3.5 in) or ``"double"`` (7 in) wide.
+        style: a style name, rc mapping, or ``None`` (see ``gf.plots.style``).
+
+    Returns:
+        The figure.
+    """
+    data = c.labelled("log10_norms", log10_norms)
+    arrays = {k: c.seeds_first(f"log10_norms[{k!r}]", v) for k, v in data.items()}
+    lag_map = _lags_for(arrays, lags)
+    cols = c.colors(len(arrays))
+    with use_style(style):
+        fig, ax = new_figure(column, 0.68)
+        bad = 0
+        for (label, vals), color in zip(arrays.items(), cols, strict=True):
+            x = lag_map[label]
+            order = np.argsort(x)
+            med, lo, hi = c.band(vals)
+            text = label
+            if fit:
+                rate = c.fit_decay(x, med)
+                rate_text = "n/a" if math.isnan(rate) else c.num(rate)
+                text = f"{label}: {rate_text}" if label else rate_text
+            ax.plot(x[order], med[order], color=color, label=text)
+            if vals.shape[0] > 1:
+                ax.fill_between(
+                    x[order], lo[order], hi[order], color=color, alpha=0.2, lw=0
+                )
+            bad += c.mark_nonfinite(ax, x, vals, color)
+        ax.set_xlabel(LAG_LABEL)
+        ax.set_ylabel(ylabel)
+        title = "decay rate (nats / step)" if fit else None
+        c.legend(ax, bad, title=title, title_fontsize="x-small")
+        return finish(fig)
+
+
+def _lags_for(arrays: dict[str, np.ndarray], lags: Any) -> dict[str, np.ndarray]:
+    out = {}
+    given = c.labelled("lags", lags) if lags is not None else {}
+    for label, vals in arrays.items():
+        T = vals.shape[-1]
+        raw = given.get(label, given.get("")) if given else None
+        if raw is None:
+            out[label] = np.arange(T - 1, -1, -1, dtype=np.float64)
+            continue
+        x = c.as_array(f"lags[{label!r}]", raw, (1,))
+        if x.shape != (T,):
+            raise ValueError(
+                f"lags[{label!r}] must have shape ({T},) to match log10_norms, "
+                f"got {x.shape}"
+            )
+        out[label] = x
+    return out
+
+
+def grad_norm_heatmap(
+    log10_norms: Any,
+    *,
+    iterations: Any | None = None,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """Heat map of ``log10 ‖∂L/∂h_t‖`` over time step × training iteration.
+
+    Shows how the gradient profile changes as the network learns.
+
+    Args:
+        log10_norms: ``(records, T)`` or ``(seeds, records, T)`` (median over
+            seeds): the profile recorded at each of ``records`` training
+            iterations (``profile_log10_grad_norms``).
+        iterations: ``(records,)`` training iteration of each record (default
+            0, 1, ...).
+        column: ``"single"`` or ``"double"``.
+        style: a style name, rc mapping, or ``None``.
+
+    Returns:
+        The figure.
+    """
+    z = _median_2d("log10_norms", log10_norms)
+    y = _coords("iterations", iterations, z.shape[0])
+    with use_style(style):
+        fig, ax = new_figure(column, 0.72)
+        _heat(ax, z, np.arange(z.shape[1], dtype=np.float64), y)
+        ax.set_xlabel(STEP_LABEL)
+        ax.set_ylabel("training iteration")
+        return finish(fig)
+
+
+def layer_heatmap(
+    log10_norms: Any,
+    *,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """Heat map of ``log10 ‖∂L/∂h_t‖`` over layer × time step (stacked cells).
+
+    Args:
+        log10_norms: ``(layers, T)`` or ``(seeds, layers, T)`` (median over
+            seeds); layer 0 is the one nearest the input.
+        column: ``"single"`` or ``"double"``.
+        style: a style name, rc mapping, or ``None``.
+
+    Returns:
+        The figure.
+    """
+    z = _median_2d("log10_norms", log10_norms)
+    with use_style(style):
+        fig, ax = new_figure(column, 0.55)
+        layers = np.arange(z.shape[0], dtype=np.float64)
+        _heat(ax, z, np.arange(z.shape[1], dtype=np.float64), layers)
+        ax.set_yticks(layers)
+        ax.set_xlabel(STEP_LABEL)
+        ax.set_ylabel(r"layer $\ell$")
+        return finish(fig)
+
+
+def _median_2d(name: str, value: Any) -> np.ndarray:
+    arr = c.as_array(name, value, (2, 3))
+    if arr.ndim == 2:
+        return arr
+    med = c.band(arr, axis=0)[0]
+    # A cell is non-finite when every seed is; keep the sign of an infinity.
+    allbad = ~np.isfinite(arr).any(axis=0)
+    return np.where(allbad, arr[0], med)
+
+
+def _coords(name: str, value: Any, n: int) -> np.ndarray:
+    if value is None:
+        return np.arange(n, dtype=np.float64)
+    arr = c.as_array(name, value, (1,))
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    return arr
+
+
+def _heat(
+    ax: Any,
+    z: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    cmap: str = "viridis",
+    label: str = GRAD_LABEL,
+    norm: Any = None,
+) -> None:
+    """pcolormesh of ``z (len(y), len(x))`` with non-finite cells hatched."""
+    xe, ye = c.edges(x), c.edges(y)
+    cm = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
+    if norm is None and not np.isfinite(z).any():
+        norm = Normalize(0.0, 1.0)  # nothing to colour; keep the colour bar valid
+    mesh = ax.pcolormesh(
+        xe,
+        ye,
+        np.ma.masked_invalid(z),
+        cmap=cm,
+        norm=norm,
+        shading="flat",
+        rasterized=z.size > 4096,
+    )
+    ax.grid(False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    c.heat_note(ax, c.hatch_nonfinite(ax, z, xe, ye))
+    cbar = ax.figure.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
+    cbar.set_label(label)
+    cbar.outline.set_linewidth(0.4)
