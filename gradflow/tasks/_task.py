@@ -1,0 +1,77 @@
+"""The task record: a synthetic long-memory task as a bundle of pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class Batch(NamedTuple):
+    """One minibatch, time-major.
+
+    Attributes:
+        xs: ``(T, B, input_size)`` floats, or ``(T, B)`` int32 token ids for a
+            token task (``Task.tokens``).
+        targets: ``(B,)`` (a regression value or a class id) or ``(T, B)`` class
+            ids for a sequence-to-sequence task.
+        mask: ``(T, B)`` bool, the steps that accuracy grades (sequence tasks
+            only), else ``None``.
+    """
+
+    xs: jax.Array
+    targets: jax.Array
+    mask: jax.Array | None = None
+
+
+class Task(NamedTuple):
+    """A task generated on the fly from a key, at any length.
+
+    Attributes:
+        name: ``"adding"``, ``"copy"``, ``"temporal_order"`` or ``"sentiment"``.
+        length: the ``T`` the task was built with.
+        steps: the number of time steps in ``xs`` (``T`` except for the copy
+            task, whose sequences are ``T + 20`` long).
+        input_size: features per step, or the vocabulary size of a token task.
+        output_size: readout width (1 for regression and binary tasks).
+        tokens: whether ``xs`` holds int token ids (feed an embedding first).
+        readout: ``"last"`` (one prediction from the last hidden state,
+            outputs ``(B, output_size)``) or ``"all"`` (one per step, outputs
+            ``(T, B, output_size)``).
+        sample: ``sample(key, batch_size) -> Batch``.
+        loss: ``loss(outputs, batch) -> ()``; ``outputs`` are raw readout values
+            (logits for classification tasks).
+        accuracy: ``accuracy(outputs, batch) -> ()``, a share in [0, 1].
+        chance_loss: the loss of the best input-blind predictor.
+        chance_accuracy: that predictor's expected accuracy.
+    """
+
+    name: str
+    length: int
+    steps: int
+    input_size: int
+    output_size: int
+    tokens: bool
+    readout: str
+    sample: Callable[[jax.Array, int], Batch]
+    loss: Callable[[jax.Array, Batch], jax.Array]
+    accuracy: Callable[[jax.Array, Batch], jax.Array]
+    chance_loss: float
+    chance_accuracy: float
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy of int ``labels (...)`` under ``logits (..., K)`` (nats)."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def argmax_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
+
+
+def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy of 0/1 ``labels`` under ``logits`` (nats)."""
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))

@@ -1,0 +1,382 @@
+"""A small jit-compiled training loop with clipping monitors and divergence stops."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from .._checks import check_float, check_int
+from ..cells import Cell
+from ..tasks import Batch, Task
+from ._clip import monitor
+from ._network import Network, hidden_grad_norms, network
+from ._optim import optimizer as resolve_optimizer
+
+
+class TrainLog(NamedTuple):
+    """What a run recorded. With a batch of keys every field has a leading seed axis.
+
+    Steps where nothing was learned hold NaN (absent, never data): every step
+    from ``diverged_at`` on, and steps whose input batch held NaN/inf.
+
+    Attributes:
+        loss: ``(steps,)`` training loss of each step's batch (before its update).
+        accuracy: ``(steps,)`` the task's accuracy on that batch.
+        grad_norm: ``(steps,)`` global gradient norm before clipping.
+        clipped_norm: ``(steps,)`` global gradient norm after clipping.
+        clipped: ``(steps,)`` bool, whether clipping fired.
+        profile: ``(records, T)`` log10 ``‖∂ℓ/∂h_t‖`` of the per-example loss,
+            averaged in log space over a fixed profile batch; NaN where the
+            norm underflowed to 0 or the run had diverged.
+        profile_steps: ``(records,)`` int32, the training step each profile was
+            taken at (before that step's update; the last one after training).
+        diverged: ``()`` bool.
+        diverged_at: ``()`` int32, the step where divergence was detected (-1:
+            never). Parameters are frozen at their values before that step.
+        bad_input_at: ``()`` int32, the first step whose batch held NaN/inf (-1:
+            never); such steps are skipped, not taken as divergence.
+    """
+
+    loss: jax.Array
+    accuracy: jax.Array
+    grad_norm: jax.Array
+    clipped_norm: jax.Array
+    clipped: jax.Array
+    profile: jax.Array
+    profile_steps: jax.Array
+    diverged: jax.Array
+    diverged_at: jax.Array
+    bad_input_at: jax.Array
+
+
+class TrainResult(NamedTuple):
+    """``params`` after training and the :class:`TrainLog`."""
+
+    params: Any
+    log: TrainLog
+
+
+class _Carry(NamedTuple):
+    params: Any
+    opt_state: Any
+    alive: jax.Array
+    diverged_at: jax.Array
+    bad_input_at: jax.Array
+    ref_loss: jax.Array
+    ref_grad: jax.Array
+
+
+def train(
+    model: Cell | Network,
+    task: Task,
+    optimizer: str | optax.GradientTransformation = "adam",
+    *,
+    key: jax.Array,
+    steps: int,
+    learning_rate: float = 1e-3,
+    clip: optax.GradientTransformation | None = None,
+    batch_size: int = 32,
+    record_every: int = 0,
+    profile_batch_size: int | None = None,
+    divergence_factor: float = 100.0,
+    grad_divergence_factor: float | None = None,
+    batches: Batch | None = None,
+    vmap_seeds: bool = True,
+) -> TrainResult:
+    """Train ``model`` on fresh batches of ``task`` inside one compiled ``lax.scan``.
+
+    The optimiser is ``optax.chain(gf.train.monitor(clip), optimizer)``; step
+    ``i`` trains on ``task.sample(fold_in(data_key, i), batch_size)``, where
+    ``init_key, data_key, profile_key = split(key, 3)``. A step is a divergence
+    when its loss or gradient norm is NaN/inf, the loss exceeds
+    ``divergence_factor`` × the first step's loss, or the gradient norm exceeds
+    ``grad_divergence_factor`` × the first step's; the run then freezes (no
+    Python branching: updates are masked with ``jnp.where``).
+
+    Args:
+        model: a cell (wired to the task by a linear readout, plus an embedding
+            for token tasks) or a :class:`Network`.
+        task: a :class:`gradflow.tasks.Task`.
+        optimizer: a name (see :func:`optimizer`) or an optax transform.
+        key: one key, or a batch of keys ``(S,)``: then ``S`` independent seeds
+            run (vmapped, or one after another with ``vmap_seeds=False``) and every
+            output gains a leading seed axis.
+        steps: training steps.
+        learning_rate: for a named optimiser.
+        clip: the clip transform (``None``: no clipping), e.g.
+            ``gf.train.clipper("global_norm", 1.0)``.
+        batch_size: sequences per step.
+        record_every: take the gradient profile every this many steps (and
+            after the last); 0 never.
+        profile_batch_size: sequences in the fixed profile batch (default
+            ``batch_size``).
+        divergence_factor: loss growth (over the first step's) that counts as
+            divergence, > 1.
+        grad_divergence_factor: the same for the gradient norm (``None``: only
+            non-finite gradients count).
+        batches: train on these batches (a :class:`Batch` with a leading
+            ``(steps,)`` axis on every field) instead of sampling ``task``.
+        vmap_seeds: vmap a batch of keys (True) or loop over them (False).
+
+    Returns:
+        :class:`TrainResult` ``(params, log)``.
+
+    Example:
+        >>> task = gf.tasks.adding(50)
+        >>> res = gf.train.train(gf.cells.lstm(32), task, "adam", key=jax.random.key(0),
+        ...                      steps=300, clip=gf.train.clipper("global_norm", 1.0))
+        >>> res.log.loss[-1] < task.chance_loss
+    """
+    run, keys, batched = _prepare(
+        model,
+        task,
+        optimizer,
+        key=key,
+        steps=steps,
+        learning_rate=learning_rate,
+        clip=clip,
+        batch_size=batch_size,
+        record_every=record_every,
+        profile_batch_size=profile_batch_size,
+        divergence_factor=divergence_factor,
+        grad_divergence_factor=grad_divergence_factor,
+        batches=batches,
+    )
+    if not batched:
+        return jax.jit(run)(keys, batches)
+    if vmap_seeds:
+        return jax.jit(jax.vmap(run, in_axes=(0, None)))(keys, batches)
+    one = jax.jit(run)
+    outs = [one(k, batches) for k in keys]
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *outs)
+
+
+def _prepare(
+    model,
+    task,
+    optimizer,
+    *,
+    key,
+    steps,
+    learning_rate,
+    clip,
+    batch_size,
+    record_every,
+    profile_batch_size,
+    divergence_factor,
+    grad_divergence_factor,
+    batches,
+):
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"task must be a gradflow.tasks.Task (e.g. gf.tasks.adding(100)), "
+            f"got {type(task).__name__}"
+        )
+    if isinstance(model, Cell):
+        net = network(model, task)
+    elif isinstance(model, Network):
+        net = model
+    else:
+        raise TypeError(
+            f"model must be a gradflow Cell or a gf.train Network, got "
+            f"{type(model).__name__}"
+        )
+    steps = check_int("steps", steps)
+    batch_size = check_int("batch_size", batch_size)
+    record_every = check_int("record_every", record_every, minimum=0)
+    profile_batch_size = (
+        batch_size
+        if profile_batch_size is None
+        else check_int("profile_batch_size", profile_batch_size)
+    )
+    factor = check_float(
+        "divergence_factor", divergence_factor, minimum=1.0, strict=True
+    )
+    grad_factor = (
+        math.inf
+        if grad_divergence_factor is None
+        else check_float(
+            "grad_divergence_factor", grad_divergence_factor, minimum=1.0, strict=True
+        )
+    )
+    if clip is not None and not isinstance(clip, optax.GradientTransformation):
+        raise TypeError(
+            f"clip must be an optax.GradientTransformation or None (e.g. "
+            f"gf.train.clipper('global_norm', 1.0)), got {type(clip).__name__}"
+        )
+    opt = optax.chain(monitor(clip), resolve_optimizer(optimizer, learning_rate))
+    keys, batched = _check_key(key)
+    if batches is not None:
+        _check_batches(batches, steps)
+
+    def objective(params, batch):
+        outputs = net.apply(params, batch.xs)
+        return task.loss(outputs, batch), task.accuracy(outputs, batch)
+
+    def profile(params, batch):
+        xs = net.inputs(params, batch.xs)
+
+        def loss_of_hs(hs):
+            # per-example loss: the batch mean times the batch size
+            return task.loss(net.head(params, hs), batch) * profile_batch_size
+
+        norms = hidden_grad_norms(net.cell, params["cell"], xs, loss_of_hs)
+        logs = jnp.where(
+            norms > 0, jnp.log10(jnp.where(norms > 0, norms, 1.0)), jnp.nan
+        )
+        return jnp.mean(logs, axis=tuple(range(1, logs.ndim)))
+
+    def run(one_key, data):
+        k_init, k_data, k_prof = jax.random.split(one_key, 3)
+        params = net.init(k_init)
+        prof_batch = task.sample(k_prof, profile_batch_size)
+        nan = jnp.full([], jnp.nan, jnp.float32)
+        carry = _Carry(
+            params=params,
+            opt_state=opt.init(params),
+            alive=jnp.asarray(True),
+            diverged_at=jnp.asarray(-1, jnp.int32),
+            bad_input_at=jnp.asarray(-1, jnp.int32),
+            ref_loss=nan,
+            ref_grad=nan,
+        )
+
+        def step(c: _Carry, i):
+            if data is None:
+                batch = task.sample(jax.random.fold_in(k_data, i), batch_size)
+            else:
+                batch = jax.tree_util.tree_map(lambda a: a[i], data)
+            input_ok = _all_finite(batch.xs)
+            (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(
+                c.params, batch
+            )
+            updates, opt_state = opt.update(grads, c.opt_state, c.params)
+            mon = opt_state[0]
+            gnorm = mon.norm_before
+            finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+            first = jnp.isnan(c.ref_loss) & finite & input_ok
+            ref_loss = jnp.where(first, loss, c.ref_loss)
+            ref_grad = jnp.where(first, gnorm, c.ref_grad)
+            blew_up = (
+                ~finite | (loss > factor * ref_loss) | (gnorm > grad_factor * ref_grad)
+            )
+            diverge_now = c.alive & input_ok & blew_up
+            take = c.alive & input_ok & ~blew_up
+            new_params = optax.apply_updates(c.params, updates)
+            keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+                lambda a, b: jnp.where(take, a, b), new, old
+            )
+            c = _Carry(
+                params=keep(new_params, c.params),
+                opt_state=keep(opt_state, c.opt_state),
+                alive=c.alive & ~diverge_now,
+                diverged_at=jnp.where(diverge_now, i, c.diverged_at),
+                bad_input_at=jnp.where(
+                    (c.bad_input_at < 0) & ~input_ok, i, c.bad_input_at
+                ),
+                ref_loss=ref_loss,
+                ref_grad=ref_grad,
+            )
+            absent = lambda v: jnp.where(take, v, jnp.nan).astype(jnp.float32)  # noqa: E731
+            rec = (
+                absent(loss),
+                absent(acc),
+                absent(gnorm),
+                absent(mon.norm_after),
+                take & mon.fired,
+            )
+            return c, rec
+
+        def snapshot(c: _Carry):
+            return jnp.where(c.alive, profile(c.params, prof_batch), jnp.nan).astype(
+                jnp.float32
+            )
+
+        profiles = []
+        if record_every:
+            blocks, rest = divmod(steps, record_every)
+
+            def block(c, b):
+                prof = snapshot(c)
+                c, rec = lax.scan(step, c, b * record_every + jnp.arange(record_every))
+                return c, (rec, prof)
+
+            carry, (recs, profs) = lax.scan(block, carry, jnp.arange(blocks))
+            recs = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), recs)
+            profiles.append(profs)
+            if rest:
+                carry, tail = lax.scan(
+                    step, carry, blocks * record_every + jnp.arange(rest)
+                )
+                recs = jax.tree_util.tree_map(
+                    lambda a, b: jnp.concatenate([a, b]), recs, tail
+                )
+            profiles.append(snapshot(carry)[None])
+            prof_steps = [*range(0, blocks * record_every, record_every), steps]
+        else:
+            carry, recs = lax.scan(step, carry, jnp.arange(steps))
+            prof_steps = []
+        profile_arr = (
+            jnp.concatenate(profiles)
+            if profiles
+            else jnp.zeros((0, task.steps), jnp.float32)
+        )
+        log = TrainLog(
+            *recs,
+            profile=profile_arr,
+            profile_steps=jnp.asarray(prof_steps, jnp.int32).reshape(-1),
+            diverged=~carry.alive,
+            diverged_at=carry.diverged_at,
+            bad_input_at=carry.bad_input_at,
+        )
+        return TrainResult(carry.params, log)
+
+    return run, keys, batched
+
+
+def _all_finite(xs: jax.Array) -> jax.Array:
+    if jnp.issubdtype(xs.dtype, jnp.floating):
+        return jnp.all(jnp.isfinite(xs))
+    return jnp.asarray(True)
+
+
+def _check_key(key: Any) -> tuple[jax.Array, bool]:
+    """A typed key ``()``/``(S,)`` or a raw uint32 key ``(2,)``/``(S, 2)``."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        raise TypeError(f"key must be a jax.random key, got {type(key).__name__}")
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        batch = key.shape
+    elif dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        batch = key.shape[:-1]
+    else:
+        raise TypeError(
+            f"key must be a jax.random key (jax.random.key(0)) or a batch of keys, "
+            f"got an array of dtype {dtype} and shape {key.shape}"
+        )
+    if len(batch) > 1:
+        raise ValueError(
+            f"key must be one key or a 1-D batch of keys (one per seed), got "
+            f"batch shape {batch}"
+        )
+    return key, len(batch) == 1
+
+
+def _check_batches(batches: Any, steps: int) -> None:
+    if not isinstance(batches, Batch):
+        raise TypeError(
+            f"batches must be a gradflow.tasks.Batch with a leading (steps,) axis, "
+            f"got {type(batches).__name__}"
+        )
+    for name, a in zip(Batch._fields, batches, strict=True):
+        if a is not None and (np.ndim(a) < 1 or np.shape(a)[0] != steps):
+            raise ValueError(
+                f"batches.{name} must have a leading axis of length steps={steps}, "
+                f"got shape {np.shape(a)}"
+            )
