@@ -36,8 +36,6 @@ ARRAY_AXES = {
     "param_grad_by_step": {"param_grad_share": ["seed", "step"]},
 }
 
-LN10 = float(np.log(10.0))
-
 
 def array_axes(measure: Mapping[str, Any]) -> dict[str, list[str]]:
     """``axes.json`` content for a ``[measure]`` section."""
@@ -91,6 +89,8 @@ def init_params(
         rows = [one(jnp.uint32(s)) for s in seeds]
         stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *rows)
         return jax.device_put(stacked, sharding)
+    if sharding is None:
+        return jax.jit(jax.vmap(one))(seeds)
     return jax.jit(jax.vmap(one), out_shardings=sharding)(seeds)
 
 
@@ -111,11 +111,6 @@ def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]
     return lambda hs: jnp.sum(hs @ readout)
 
 
-def _safe_log10(x: jax.Array) -> jax.Array:
-    # An exact zero (e.g. a zero input-free gradient) stays -inf -> null in JSON.
-    return jnp.log10(x)
-
-
 def point_function(
     config: Mapping[str, Any],
     coords: Mapping[str, Any],
@@ -133,6 +128,7 @@ def point_function(
     length = coords["length"]
     size = config["input"]["size"]
     scale = config["input"]["scale"]
+    activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
 
     def one(seed, params, gain):
         _, k_x, k_u = seed_keys(seed)
@@ -144,37 +140,33 @@ def point_function(
         metrics: dict[str, jax.Array] = {}
         if "grad_norms" in measure:
             loss_fn = make_loss(measure["grad_norms"]["loss"], u)
-            norms = gf.hidden_grad_norms(cell, params, xs, loss_fn)
-            log10 = _safe_log10(norms)
+            # Log space: plain norms underflow float32 within a few hundred steps.
+            log10 = gf.hidden_grad_norms(cell, params, xs, loss_fn, log10=True)
             arrays["log10_grad_norms"] = log10
             metrics["log10_grad_norm_step0"] = log10[0]
-            fit = gf.decay_rate(log10)
+            fit = gf.decay_rate(log10, log10=True)
             metrics["decay_rate"] = fit.rate
             metrics["half_life"] = fit.half_life
         if "jacobian_norms" in measure:
-            arrays["jacobian_log10_norms"] = gf.jacobian_norms(
-                cell, params, xs
-            ).log10_norms
+            jac = gf.jacobian_norms(cell, params, xs)
+            arrays["jacobian_log10_norms"] = jac.log10_norms
         if "jacobian_singular_values" in measure:
             k = measure["jacobian_singular_values"]["k"]
-            arrays["jacobian_log10_singular_values"] = gf.jacobian_singular_values(
-                cell, params, xs, k=k
-            ).log10_singular_values
+            spec = gf.jacobian_singular_values(cell, params, xs, k=k)
+            arrays["jacobian_log10_singular_values"] = spec.log10_singular_values
         if "lyapunov" in measure:
             opts = measure["lyapunov"]
-            spec = gf.lyapunov_spectrum(
+            lyap = gf.lyapunov_spectrum(
                 cell, params, xs, k=opts["k"], warmup=opts["warmup"]
             )
-            arrays["lyapunov_exponents"] = spec.exponents
-            arrays["lyapunov_running"] = spec.running
-            metrics["lambda_max"] = spec.exponents[0]
+            arrays["lyapunov_exponents"] = lyap.exponents
+            arrays["lyapunov_running"] = lyap.running
+            metrics["lambda_max"] = lyap.exponents[0]
         if "param_grad_by_step" in measure:
-            loss_fn = make_loss(
-                measure.get("grad_norms", {}).get("loss", "last_linear"), u
-            )
-            by_step = gf.param_grad_by_step(cell, params, xs, loss_fn)
+            loss = measure.get("grad_norms", {}).get("loss", "last_linear")
+            by_step = gf.param_grad_by_step(cell, params, xs, make_loss(loss, u))
             arrays["param_grad_share"] = by_step.share["W_hh"]
-        bound = gf.vanishing_bound(cell, params)
+        bound = gf.vanishing_bound(cell, params, activation)
         metrics["sigma_max_whh"] = bound.sigma_max
         metrics["pascanu_bound"] = bound.bound
         return arrays, metrics
