@@ -19,6 +19,7 @@ from gradflow.plots._dynamics import (
     jacobian_singular_values,
     lambda_max_vs_gain,
     lyapunov_spectrum,
+    metric_against,
     pascanu_bound,
     phase_diagram,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "layer_heatmap",
     "loss_curves",
     "lyapunov_spectrum",
+    "metric_against",
     "pascanu_bound",
     "phase_diagram",
     "save",

@@ -138,7 +138,7 @@ def _convergence(ax: Any, runs: dict[str, np.ndarray], arrays: dict) -> None:
             ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
         bad += c.mark_nonfinite(ax, x, v, color)
     ax.axhline(0.0, color="black", lw=0.6, ls="--")
-    ax.set_xlabel(r"step $t$")
+    ax.set_xlabel("steps averaged (after warm-up)")
     ax.set_ylabel(f"running estimate ({RATE})")
     c.legend(
         ax, bad, title=title, title_fontsize="x-small", ncols=2 if len(lines) > 4 else 1
@@ -172,41 +172,82 @@ def lambda_max_vs_gain(
     Returns:
         The figure.
     """
-    g = c.as_array("gains", gains, (1,))
-    data = c.labelled("lambda_max", lambda_max)
+    return metric_against(
+        gains,
+        lambda_max,
+        xlabel=r"gain $g$",
+        ylabel=rf"$\lambda_{{\max}}$ ({RATE})",
+        zero_label=r"edge of chaos, $\lambda_{\max}=0$",
+        crossing="g",
+        column=column,
+        style=style,
+    )
+
+
+def metric_against(
+    x: Any,
+    values: Mapping[str, Any] | Any,
+    *,
+    xlabel: str,
+    ylabel: str,
+    zero_label: str | None = None,
+    crossing: str | None = None,
+    log_x: bool = False,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """A per-seed scalar against a grid coordinate, one line per label.
+
+    E.g. decay rate against gain, or ``log10 ‖∂L/∂h_0‖`` against sequence
+    length (a straight line on this axis is exponential in T).
+
+    Args:
+        x: ``(n,)`` coordinate values (sorted for drawing).
+        values: ``label -> (n, seeds)`` or ``(n,)``; or one such array.
+        xlabel: x-axis label.
+        ylabel: y-axis label.
+        zero_label: draw y = 0 as a dashed line with this legend label.
+        crossing: mark where each median crosses 0 upwards, named by this
+            symbol in the legend (e.g. ``"g"`` gives ``g* ≈ 1.02``).
+        log_x: logarithmic x axis.
+        column: ``"single"`` or ``"double"``.
+        style: a style name, rc mapping, or ``None``.
+
+    Returns:
+        The figure.
+    """
+    g = c.as_array("x", x, (1,))
+    data = c.labelled("values", values)
     with use_style(style):
         fig, ax = new_figure(column, 0.68)
         bad = 0
         order = np.argsort(g)
         for (label, raw), color in zip(data.items(), c.colors(len(data)), strict=True):
-            vals = c.as_array(f"lambda_max[{label!r}]", raw, (1, 2))
+            vals = c.as_array(f"values[{label!r}]", raw, (1, 2))
             vals = vals[:, None] if vals.ndim == 1 else vals
             if vals.shape[0] != g.size:
                 raise ValueError(
-                    f"lambda_max[{label!r}] must have {g.size} rows (one per gain), "
+                    f"values[{label!r}] must have {g.size} rows (one per x), "
                     f"got shape {vals.shape}"
                 )
             vals = vals[order].T  # (seeds, n)
             med, lo, hi = c.band(vals)
-            g_star = _zero_crossing(g[order], med)
             text = label
+            g_star = _zero_crossing(g[order], med) if crossing else math.nan
             if not math.isnan(g_star):
                 text = f"{label}, " if label else ""
-                text += rf"$g^* \approx$ {c.num(g_star)}"
+                text += rf"${crossing}^* \approx$ {c.num(g_star)}"
                 ax.axvline(g_star, color=color, lw=0.6, ls=":")
             ax.plot(g[order], med, color=color, marker="o", label=text or None)
             if vals.shape[0] > 1:
                 ax.fill_between(g[order], lo, hi, color=color, alpha=0.2, lw=0)
             bad += c.mark_nonfinite(ax, g[order], vals, color)
-        ax.axhline(
-            0.0,
-            color="black",
-            lw=0.7,
-            ls="--",
-            label=r"edge of chaos, $\lambda_{\max}=0$",
-        )
-        ax.set_xlabel(r"gain $g$")
-        ax.set_ylabel(rf"$\lambda_{{\max}}$ ({RATE})")
+        if zero_label is not None:
+            ax.axhline(0.0, color="black", lw=0.7, ls="--", label=zero_label)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         c.legend(ax, bad)
         return finish(fig)
 

@@ -1,0 +1,11 @@
+"""Reports from a results directory: figures, ``report.html`` and ``report.md``.
+
+numpy + matplotlib only, never jax: ``gradflow report DIR`` runs in a process
+that does no computation. ``FIGURES`` is the registry of figure names that an
+experiment's ``[experiment] figures = [...]`` may list.
+"""
+
+from gradflow.report._figures import CAPTIONS, FIGURES
+from gradflow.report._write import write_report
+
+__all__ = ["CAPTIONS", "FIGURES", "write_report"]

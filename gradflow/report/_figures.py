@@ -1,0 +1,453 @@
+"""The figure registry: ``name -> f(results) -> Figure | None`` (None: no data)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from gradflow import plots
+from gradflow.plots._clipping import threshold_label
+from gradflow.plots._dynamics import RATE
+from gradflow.report import _select as s
+from gradflow.results import Results
+
+
+def _arrays(results: Results, record: dict[str, Any], name: str) -> np.ndarray | None:
+    try:
+        arrays = results.arrays(record["id"])
+    except (FileNotFoundError, OSError, ValueError, KeyError):
+        return None
+    return arrays.get(name)
+
+
+def _axes(results: Results, name: str) -> list[str]:
+    return list(results.axes.get(name, []))
+
+
+def _lines_of(
+    results: Results, name: str, *, axes: list[str] | None = None, **kw: Any
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``label -> array`` of one array name over the picked records."""
+    if name not in results.axes or (axes and _axes(results, name) != axes):
+        return {}, {}
+    lines, fixed = s.pick(results.records, **kw)
+    out = {}
+    for label, rec in lines:
+        arr = _arrays(results, rec, name)
+        if arr is not None and arr.size:
+            out[label] = arr
+    return out, fixed
+
+
+def _shown_at(fig: Figure | None, fixed: dict[str, Any]) -> Figure | None:
+    """Note on the figure (its label) which coordinates it holds fixed."""
+    if fig is not None:
+        fig.set_label(s.fixed_text(fixed).strip())
+    return fig
+
+
+def grad_norm_profile(results: Results) -> Figure | None:
+    data, fixed = _lines_of(results, "log10_grad_norms", axes=["seed", "step"])
+    return _shown_at(plots.grad_norm_profile(data), fixed) if data else None
+
+
+def jacobian_norm_profile(results: Results) -> Figure | None:
+    data, fixed = _lines_of(results, "jacobian_log10_norms", axes=["seed", "step"])
+    if not data:
+        return None
+    # Entry t of log10 ‖∂s_T/∂s_t‖ spans T − t steps.
+    lags = {k: np.arange(v.shape[-1], 0, -1, dtype=np.float64) for k, v in data.items()}
+    fig = plots.grad_norm_profile(
+        data, lags=lags, ylabel=r"$\log_{10}\,\|\partial s_T/\partial s_t\|_2$"
+    )
+    return _shown_at(fig, fixed)
+
+
+def _one(results: Results, name: str) -> tuple[np.ndarray | None, dict[str, Any]]:
+    if name not in results.axes or not results.records:
+        return None, {}
+    lines, fixed = s.pick(results.records, max_lines=1)
+    return (_arrays(results, lines[0][1], name) if lines else None), fixed
+
+
+def grad_norm_heatmap(results: Results) -> Figure | None:
+    arr, fixed = _one(results, "profile_log10_grad_norms")
+    if arr is None or arr.ndim != 3:
+        return None
+    every = _find_int(results.config, ("profile_every", "record_every"))
+    iters = np.arange(arr.shape[1]) * every if every else None
+    return _shown_at(plots.grad_norm_heatmap(arr, iterations=iters), fixed)
+
+
+def _find_int(config: Any, keys: tuple[str, ...]) -> int | None:
+    if isinstance(config, dict):
+        for k, v in config.items():
+            if k in keys and isinstance(v, int) and not isinstance(v, bool):
+                return v
+            found = _find_int(v, keys)
+            if found:
+                return found
+    return None
+
+
+def layer_heatmap(results: Results) -> Figure | None:
+    for name, axes in results.axes.items():
+        if axes == ["seed", "layer", "step"]:
+            arr, fixed = _one(results, name)
+            if arr is not None and arr.ndim == 3:
+                return _shown_at(plots.layer_heatmap(arr), fixed)
+    return None
+
+
+def jacobian_singular_values(results: Results) -> Figure | None:
+    arr, fixed = _one(results, "jacobian_log10_singular_values")
+    if arr is None or arr.ndim != 3:
+        return None
+    # Rows follow t = 0..T−1, as for the Jacobian norms: row t spans T − t steps.
+    lags = np.arange(arr.shape[1], 0, -1, dtype=np.float64)
+    return _shown_at(plots.jacobian_singular_values(arr, lags=lags), fixed)
+
+
+def lyapunov_spectrum(results: Results) -> Figure | None:
+    data, fixed = _lines_of(results, "lyapunov_exponents", axes=["seed", "k"])
+    if not data:
+        return None
+    running, _ = _lines_of(results, "lyapunov_running", axes=["seed", "step", "k"])
+    running = {k: v for k, v in running.items() if k in data and v.ndim == 3} or None
+    return _shown_at(plots.lyapunov_spectrum(data, running=running), fixed)
+
+
+def _against(results: Results, metric: str, key: str):
+    """``x (n,)``, ``label -> (n, seeds)``, fixed coords; None without data."""
+    recs = s.with_data(results, metric)
+    xs = [v for v in s.varying(recs).get(key, []) if s._is_num(v)]
+    if len(xs) < 2:
+        return None
+    lines, fixed = s.pick(recs, keep=(key,))
+    groups: dict[str, dict[Any, np.ndarray]] = {}
+    for label, rec in lines:
+        groups.setdefault(label, {})[rec["coords"].get(key)] = s.metric_values(
+            rec, metric
+        )
+    x = np.array(sorted(xs), dtype=np.float64)
+    values = {}
+    for label, by_x in groups.items():
+        rows = [by_x.get(v, np.array([np.nan])) for v in sorted(xs)]
+        values[label] = s.stack_ragged(rows)
+    return x, values, fixed
+
+
+def lambda_max_vs_gain(results: Results) -> Figure | None:
+    got = _against(results, "lambda_max", "gain")
+    return _shown_at(plots.lambda_max_vs_gain(got[0], got[1]), got[2]) if got else None
+
+
+def decay_rate_vs_gain(results: Results) -> Figure | None:
+    got = _against(results, "decay_rate", "gain")
+    if not got:
+        return None
+    fig = plots.metric_against(
+        got[0],
+        got[1],
+        xlabel=r"gain $g$",
+        ylabel=f"gradient decay rate ({RATE})",
+        zero_label="neither vanishing nor exploding",
+        crossing=None,
+    )
+    return _shown_at(fig, got[2])
+
+
+def grad_norm_vs_length(results: Results) -> Figure | None:
+    got = _against(results, "log10_grad_norm_step0", "length")
+    if not got:
+        return None
+    fig = plots.metric_against(
+        got[0],
+        got[1],
+        xlabel=r"sequence length $T$",
+        ylabel=r"$\log_{10}\,\|\partial L/\partial h_0\|$",
+        zero_label=r"$\|\partial L/\partial h_0\| = 1$",
+    )
+    return _shown_at(fig, got[2])
+
+
+def phase_diagram(results: Results) -> Figure | None:
+    recs = s.with_data(results, "log10_grad_norm_step0")
+    vary = s.varying(recs)
+    gains = [v for v in vary.get("gain", []) if s._is_num(v)]
+    lengths = [v for v in vary.get("length", []) if s._is_num(v)]
+    if len(gains) < 2 or len(lengths) < 2:
+        return None
+    lines, fixed = s.pick(recs, keep=("gain", "length"), max_lines=1)
+    gains, lengths = sorted(gains), sorted(lengths)
+    z = np.full((len(gains), len(lengths)), np.nan)
+    for _, rec in lines:
+        c = rec["coords"]
+        if c.get("gain") in gains and c.get("length") in lengths:
+            v = s.metric_values(rec, "log10_grad_norm_step0")
+            med = np.nanmedian(v) if np.isfinite(v).any() else np.nan
+            z[gains.index(c["gain"]), lengths.index(c["length"])] = med
+    return _shown_at(plots.phase_diagram(gains, lengths, z), fixed)
+
+
+def pascanu_bound(results: Results) -> Figure | None:
+    recs = [
+        r
+        for r in s.with_data(results, "sigma_max_whh")
+        if "decay_rate" in r.get("metrics", {})
+        and r["coords"].get("cell", "rnn") == "rnn"
+    ]
+    if not recs:
+        return None
+    vary = s.varying(recs)
+    key = next((k for k in ("init", "hidden_size", "length") if k in vary), None)
+    sig: dict[str, list[float]] = {}
+    dec: dict[str, list[np.ndarray]] = {}
+    gam: dict[str, list[float]] = {}
+    for r in recs:
+        label = s.coord_text(key, r["coords"].get(key)) if key else ""
+        sig.setdefault(label, []).append(
+            float(np.nanmedian(s.metric_values(r, "sigma_max_whh")))
+        )
+        dec.setdefault(label, []).append(s.metric_values(r, "decay_rate"))
+        bound = s.metric_values(r, "pascanu_bound")
+        if np.isfinite(bound).any() and np.nanmedian(bound) > 0:
+            gam.setdefault(label, []).append(1.0 / float(np.nanmedian(bound)))
+    gamma = {k: float(np.median(v)) for k, v in gam.items()}
+    return plots.pascanu_bound(
+        {k: np.array(v) for k, v in sig.items()},
+        {k: s.stack_ragged(v) for k, v in dec.items()},
+        gamma={k: gamma.get(k, 1.0) for k in sig},
+    )
+
+
+def loss_curves(results: Results) -> Figure | None:
+    data, fixed = _lines_of(
+        results, "loss", axes=["seed", "iteration"], prefer=("clip", "threshold")
+    )
+    return _shown_at(plots.loss_curves(data), fixed) if data else None
+
+
+def clipping_summary(results: Results) -> Figure | None:
+    rows = clip_rows(results)
+    if not rows or all(math.isnan(r["divergence_rate"]) for r in rows):
+        return None
+    rng = np.array([[r["final_loss_lo"], r["final_loss_hi"]] for r in rows])
+    return plots.clipping_summary(
+        [r["threshold"] for r in rows],
+        [r["divergence_rate"] for r in rows],
+        [r["final_loss"] for r in rows],
+        final_loss_range=rng,
+        recommended=recommended(results)[0],
+    )
+
+
+def grad_norm_histogram(results: Results) -> Figure | None:
+    if "grad_norm" not in results.axes:
+        return None
+    thresholds = [r["coords"].get("threshold") for r in results.records]
+    unclipped = [
+        r
+        for r in results.records
+        if threshold_label(r["coords"].get("threshold")) == "none"
+        or str(r["coords"].get("clip", "")).lower() in ("none", "off")
+    ]
+    chosen = unclipped or list(results.records)
+    arrays = [a for r in chosen if (a := _arrays(results, r, "grad_norm")) is not None]
+    if not arrays:
+        return None
+    shown = {}
+    for t in thresholds:
+        if s._is_num(t) and math.isfinite(t) and t > 0:
+            shown[threshold_label(t)] = float(t)
+    return plots.grad_norm_histogram(
+        np.concatenate([np.ravel(a) for a in arrays]), thresholds=shown
+    )
+
+
+# -- the clipping summary, from summary.json or else from metrics.jsonl ------------
+
+_SPREAD_PAIRS = (("p10", "p90"), ("lo", "hi"), ("q25", "q75"), ("min", "max"))
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, dict):
+        for k in ("median", "value", "mean"):
+            if k in v:
+                return _num(v[k])
+        return math.nan
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+        return math.nan
+    return float(v)
+
+
+def _spread(v: Any, med: float) -> tuple[float, float]:
+    if isinstance(v, dict):
+        for lo, hi in _SPREAD_PAIRS:
+            if lo in v and hi in v:
+                return _num(v[lo]), _num(v[hi])
+        for k in ("spread", "iqr", "range"):
+            sp = v.get(k)
+            if isinstance(sp, list | tuple) and len(sp) == 2:
+                return _num(sp[0]), _num(sp[1])
+            if s._is_num(sp):  # a half-width
+                return med - sp / 2, med + sp / 2
+        if "std" in v and s._is_num(v["std"]):
+            return med - v["std"], med + v["std"]
+    return med, med
+
+
+def summary_entries(results: Results) -> list[dict[str, Any]]:
+    """Per-threshold entries of ``summary.json`` as dicts with a ``threshold`` key.
+
+    Accepts ``{"per_threshold" | "thresholds": {label: {...}} | [{...}, ...]}``.
+    """
+    summ = results.summary or {}
+    per = summ.get("per_threshold", summ.get("thresholds"))
+    if isinstance(per, dict):
+        return [{"threshold": k, **v} for k, v in per.items() if isinstance(v, dict)]
+    if isinstance(per, list):
+        return [e for e in per if isinstance(e, dict)]
+    return []
+
+
+def clip_rows(results: Results) -> list[dict[str, Any]]:
+    """``threshold, divergence_rate, final_loss (median), final_loss_lo/hi`` rows."""
+    rows = []
+    for e in summary_entries(results):
+        med = _num(e.get("final_loss"))
+        lo, hi = _spread(e.get("final_loss"), med)
+        label = e.get("label", e.get("name", e.get("threshold")))
+        if "clip" in e and not s._is_num(label):
+            label = e.get("label") or f"{e['clip']} {threshold_label(e['threshold'])}"
+        rows.append(
+            {
+                "threshold": label,
+                "divergence_rate": _num(e.get("divergence_rate")),
+                "final_loss": med,
+                "final_loss_lo": lo,
+                "final_loss_hi": hi,
+            }
+        )
+    if rows:
+        return rows
+    recs = [r for r in results.records if "diverged" in r.get("metrics", {})]
+    if not recs or "threshold" not in s.varying(recs):
+        return []
+    lines, _ = s.pick(recs, keep=("threshold",), prefer=(), max_lines=1)
+    for _, r in lines:
+        div = s.metric_values(r, "diverged")
+        fl = s.metric_values(r, "final_loss")
+        fin = fl[np.isfinite(fl)]
+        rows.append(
+            {
+                "threshold": r["coords"]["threshold"],
+                "divergence_rate": float(np.nanmean(div)) if div.size else math.nan,
+                "final_loss": float(np.median(fin)) if fin.size else math.nan,
+                "final_loss_lo": float(np.percentile(fin, 10))
+                if fin.size
+                else math.nan,
+                "final_loss_hi": float(np.percentile(fin, 90))
+                if fin.size
+                else math.nan,
+            }
+        )
+    return rows
+
+
+def recommended(results: Results) -> tuple[Any, str]:
+    """The recommended threshold and the sentence that says why (or None, "")."""
+    summ = results.summary or {}
+    rec = summ.get("recommended")
+    reason = summ.get("reason") or summ.get("recommended_reason") or ""
+    if isinstance(rec, dict):
+        reason = rec.get("reason", reason)
+        rec = rec.get("threshold", rec.get("label", rec.get("value")))
+    return rec, str(reason)
+
+
+#: ``name -> f(results) -> Figure | None``. A function returns None when the
+#: results hold no data for its figure. Names are the files in ``DIR/figures/``.
+FIGURES: dict[str, Callable[[Results], Figure | None]] = {
+    "grad_norm_profile": grad_norm_profile,
+    "jacobian_norm_profile": jacobian_norm_profile,
+    "grad_norm_heatmap": grad_norm_heatmap,
+    "layer_heatmap": layer_heatmap,
+    "jacobian_singular_values": jacobian_singular_values,
+    "lyapunov_spectrum": lyapunov_spectrum,
+    "lambda_max_vs_gain": lambda_max_vs_gain,
+    "decay_rate_vs_gain": decay_rate_vs_gain,
+    "grad_norm_vs_length": grad_norm_vs_length,
+    "phase_diagram": phase_diagram,
+    "pascanu_bound": pascanu_bound,
+    "loss_curves": loss_curves,
+    "clipping_summary": clipping_summary,
+    "grad_norm_histogram": grad_norm_histogram,
+}
+
+#: One sentence per figure: what to look at.
+CAPTIONS: dict[str, str] = {
+    "grad_norm_profile": (
+        "Gradient norm ‖∂L/∂h_t‖ against distance back in time (median over seeds, "
+        "10–90% band): a straight falling line is exponential vanishing at the "
+        "decay rate in the legend, a rising one explodes, a flat one keeps memory."
+    ),
+    "jacobian_norm_profile": (
+        "Spectral norm of the state Jacobian ∂s_T/∂s_t against lag: its slope is "
+        "how fast any signal, not just this loss's gradient, is forgotten per step."
+    ),
+    "grad_norm_heatmap": (
+        "‖∂L/∂h_t‖ over time step (x) and training iteration (y): watch whether the "
+        "gradient reaching early steps grows or fades as the network learns."
+    ),
+    "layer_heatmap": (
+        "‖∂L/∂h_t‖ over time step and layer of the stack: look for the layer where "
+        "the gradient of early steps dies out first."
+    ),
+    "jacobian_singular_values": (
+        "Top singular values of ∂s_T/∂s_t against lag: the gap between σ_1 and the "
+        "rest shows how few directions still carry a gradient far back."
+    ),
+    "lyapunov_spectrum": (
+        "Lyapunov exponents (left, nats per step) and their running estimates "
+        "(right): λ_max above 0 means chaos and exploding gradients, below 0 "
+        "vanishing; flat running estimates mean the spectrum has converged."
+    ),
+    "lambda_max_vs_gain": (
+        "Largest Lyapunov exponent against gain: the edge of chaos is where the "
+        "line crosses the dashed λ_max = 0 line (g* in the legend)."
+    ),
+    "decay_rate_vs_gain": (
+        "Fitted gradient decay rate against gain: above the dashed line gradients "
+        "vanish, below it they explode."
+    ),
+    "grad_norm_vs_length": (
+        "log10 of the gradient reaching the first step against sequence length: a "
+        "straight line means exponential decay (or growth) in T."
+    ),
+    "phase_diagram": (
+        "log10 ‖∂L/∂h_0‖ over gain and sequence length: blue is vanishing, red "
+        "exploding, and the dashed contour (norm 1) is the trainable boundary."
+    ),
+    "pascanu_bound": (
+        "Measured decay rate against σ_max(W_hh) with the bound −ln(γσ_max) of "
+        "Pascanu et al. (2013): left of σ_max = 1/γ vanishing is guaranteed, and "
+        "every point should lie on or above the bound curve."
+    ),
+    "loss_curves": (
+        "Training loss per clipping threshold (median over seeds, 10–90% band): "
+        "marks on the edge show where runs diverged to NaN/inf."
+    ),
+    "clipping_summary": (
+        "Share of seeds that diverged (left) and final loss (right) per clipping "
+        "threshold: the recommended threshold is the shaded column."
+    ),
+    "grad_norm_histogram": (
+        "Global gradient norms before clipping with the thresholds drawn: a "
+        "threshold clips the share of the histogram to its right."
+    ),
+}

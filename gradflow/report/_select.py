@@ -1,0 +1,133 @@
+"""Which records a figure shows: lines by the main coordinates, the rest fixed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gradflow.plots._clipping import threshold_label
+from gradflow.results import Results
+
+# Coordinates worth a line of their own, most telling first.
+LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size", "length")
+MAX_LINES = 7
+
+_SYMBOLS = {"gain": "g", "length": "T", "hidden_size": "N", "lr": "lr"}
+
+
+def varying(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Coordinates that take more than one value, with their values in order."""
+    values: dict[str, list[Any]] = {}
+    for r in records:
+        for k, v in r["coords"].items():
+            seen = values.setdefault(k, [])
+            if v not in seen:
+                seen.append(v)
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+def representative(key: str, values: Sequence[Any]) -> Any:
+    """The value a figure fixes a coordinate at when it cannot show them all."""
+    nums = [v for v in values if _is_num(v)]
+    if key == "length" and nums:
+        return max(nums)
+    if key == "gain" and nums:
+        return min(nums, key=lambda v: abs(math.log(v) if v > 0 else math.inf))
+    if key in ("threshold", "clip"):
+        return values[0]
+    if nums and len(nums) == len(values):
+        return sorted(nums)[(len(nums) - 1) // 2]
+    return values[0]
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def coord_text(key: str, value: Any) -> str:
+    """``cell=lstm`` as ``LSTM``, ``gain=1.5`` as ``g = 1.5``, etc."""
+    if key == "cell":
+        return str(value).upper()
+    if key == "threshold":
+        return threshold_label(value)
+    if _is_num(value):
+        value = f"{value:g}"
+    sym = _SYMBOLS.get(key, key.replace("_", " "))
+    return f"{sym} = {value}"
+
+
+def with_data(results: Results, name: str) -> list[dict[str, Any]]:
+    """Records that have metric or array ``name`` (arrays: per ``axes.json``)."""
+    if name in results.axes:
+        return list(results.records)
+    return [r for r in results.records if name in r.get("metrics", {})]
+
+
+def pick(
+    records: Sequence[dict[str, Any]],
+    *,
+    keep: Sequence[str] = (),
+    prefer: Sequence[str] = LINE_KEYS,
+    max_lines: int = MAX_LINES,
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """Split records into labelled lines, fixing the coordinates that don't fit.
+
+    Args:
+        records: candidate records.
+        keep: coordinates that stay free (the x axis of the figure).
+        prefer: coordinates to give lines, in order, while there are at most
+            ``max_lines`` lines.
+        max_lines: most lines.
+
+    Returns:
+        ``[(label, record)]`` and ``{coordinate: value}`` for those fixed.
+    """
+    vary = varying(records)
+    line_keys: list[str] = []
+    n = 1
+    others = [k for k in vary if k not in prefer]
+    for k in [*prefer, *others]:
+        if k in vary and k not in keep and n * len(vary[k]) <= max_lines:
+            line_keys.append(k)
+            n *= len(vary[k])
+    fixed = {
+        k: representative(k, v)
+        for k, v in vary.items()
+        if k not in line_keys and k not in keep
+    }
+    chosen = [
+        r for r in records if all(r["coords"].get(k) == v for k, v in fixed.items())
+    ]
+    lines = []
+    for r in chosen:
+        label = ", ".join(coord_text(k, r["coords"].get(k)) for k in line_keys)
+        lines.append((label, r))
+    return lines, fixed
+
+
+def fixed_text(fixed: dict[str, Any]) -> str:
+    """``" Shown at g = 1, T = 200."`` (empty when nothing was fixed)."""
+    if not fixed:
+        return ""
+    return " Shown at " + ", ".join(coord_text(k, v) for k, v in fixed.items()) + "."
+
+
+def metric_values(record: dict[str, Any], name: str) -> np.ndarray:
+    """One metric's per-seed values; ``null`` (non-finite when written) is NaN."""
+    raw = record.get("metrics", {}).get(name)
+    if raw is None:
+        return np.array([np.nan])
+    raw = raw if isinstance(raw, list) else [raw]
+    return np.array([np.nan if v is None else v for v in raw], dtype=np.float64)
+
+
+def stack_ragged(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows of per-seed values as ``(n, seeds)``; short rows padded with NaN."""
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
