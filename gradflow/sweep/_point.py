@@ -1,9 +1,11 @@
 """One grid point as one compiled function of its seeds.
 
 ``point_function`` builds, for a point's shapes, a function
-``f(seeds (S,), params (S, ...), gain ()) -> (arrays, metrics)`` that runs every
+``f(seeds (S,), params, gain ()) -> (arrays, metrics)`` that runs every
 seed at once (``vmap``; ``lax.map`` is kept for the benchmark) and is compiled
-once per shape signature: points that differ only in gain share it.
+once per shape signature: points that differ only in gain share it. ``params``
+is ``None`` (made inside from each seed's key) except for initialisers that
+run on the host.
 """
 
 from __future__ import annotations
@@ -77,21 +79,17 @@ def seed_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return k_p, k_x, k_u
 
 
-def init_params(
-    cell: gf.cells.Cell, init: str, input_size: int, seeds: np.ndarray, sharding
+def host_params(
+    cell: gf.cells.Cell, input_size: int, seeds: np.ndarray, sharding
 ) -> Any:
-    """Params of every seed stacked on a leading axis (gain 1)."""
+    """Params of every seed stacked on a leading axis (gain 1), made on the host.
 
-    def one(seed):
-        return cell.init(seed_keys(seed)[0], input_size)
-
-    if init in HOST_INITS:
-        rows = [one(jnp.uint32(s)) for s in seeds]
-        stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *rows)
-        return jax.device_put(stacked, sharding)
-    if sharding is None:
-        return jax.jit(jax.vmap(one))(seeds)
-    return jax.jit(jax.vmap(one), out_shardings=sharding)(seeds)
+    For initialisers that cannot be traced (:data:`HOST_INITS`); the others are
+    made inside the point's compiled function.
+    """
+    rows = [cell.init(seed_keys(jnp.uint32(s))[0], input_size) for s in seeds]
+    stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *rows)
+    return stacked if sharding is None else jax.device_put(stacked, sharding)
 
 
 def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float):
@@ -117,8 +115,12 @@ def point_function(
     *,
     sharding=None,
     batching: str = "vmap",
+    compiler_options: dict[str, Any] | None = None,
 ) -> Callable[[jax.Array, Any, jax.Array], tuple[dict, dict]]:
     """A compiled ``f(seeds (S,), params, gain) -> (arrays, metrics)``.
+
+    ``params`` is ``None`` (each seed's params are made inside from its key) or,
+    for :data:`HOST_INITS`, the stacked params from :func:`host_params`.
 
     Every output has a leading seed axis. ``batching`` is ``"vmap"`` (one
     batched computation) or ``"map"`` (``lax.map``, a loop inside one program).
@@ -131,7 +133,9 @@ def point_function(
     activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
 
     def one(seed, params, gain):
-        _, k_x, k_u = seed_keys(seed)
+        k_p, k_x, k_u = seed_keys(seed)
+        if params is None:
+            params = cell.init(k_p, size)
         params = {**params, "W_hh": gain * params["W_hh"]}
         xs = sample_input(coords["input"], k_x, (length, size), scale)
         u = jax.random.normal(k_u, (cell.hidden_size,))
@@ -181,5 +185,5 @@ def point_function(
     else:
         raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}")
     if sharding is None:
-        return jax.jit(batched)
-    return jax.jit(batched, out_shardings=sharding)
+        return jax.jit(batched, compiler_options=compiler_options)
+    return jax.jit(batched, out_shardings=sharding, compiler_options=compiler_options)
