@@ -75,8 +75,9 @@ def loss_curves(
         c.legend(
             ax,
             bad,
-            title="clipping" if len(arrays) > 1 else None,
+            title="threshold" if len(arrays) > 1 else None,
             title_fontsize="x-small",
+            alignment="left",
         )
         return finish(fig)
 

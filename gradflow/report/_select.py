@@ -11,8 +11,9 @@ import numpy as np
 from gradflow.plots._clipping import threshold_label
 from gradflow.results import Results
 
-# Coordinates worth a line of their own, most telling first.
-LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size", "length")
+# Coordinates worth a line of their own, most telling first. Others (sequence
+# length, learning rate, ...) get lines only when none of these varies.
+LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size")
 MAX_LINES = 7
 
 _SYMBOLS = {"gain": "g", "length": "T", "hidden_size": "N", "lr": "lr"}
@@ -52,7 +53,7 @@ def coord_text(key: str, value: Any) -> str:
     if key == "cell":
         return str(value).upper()
     if key == "threshold":
-        return threshold_label(value)
+        return f"threshold = {threshold_label(value)}"
     if _is_num(value):
         value = f"{value:g}"
     sym = _SYMBOLS.get(key, key.replace("_", " "))
@@ -87,12 +88,17 @@ def pick(
     """
     vary = varying(records)
     line_keys: list[str] = []
-    n = 1
-    others = [k for k in vary if k not in prefer]
-    for k in [*prefer, *others]:
-        if k in vary and k not in keep and n * len(vary[k]) <= max_lines:
+    for k in prefer:
+        if (
+            k in vary
+            and k not in keep
+            and _combos(records, [*line_keys, k]) <= max_lines
+        ):
             line_keys.append(k)
-            n *= len(vary[k])
+    if not line_keys:
+        for k in vary:
+            if k not in keep and _combos(records, [*line_keys, k]) <= max_lines:
+                line_keys.append(k)
     fixed = {
         k: representative(k, v)
         for k, v in vary.items()
@@ -101,11 +107,34 @@ def pick(
     chosen = [
         r for r in records if all(r["coords"].get(k) == v for k, v in fixed.items())
     ]
-    lines = []
-    for r in chosen:
-        label = ", ".join(coord_text(k, r["coords"].get(k)) for k in line_keys)
-        lines.append((label, r))
-    return lines, fixed
+    return [(line_label(r["coords"], line_keys, records), r) for r in chosen], fixed
+
+
+def _combos(records: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
+    """How many distinct value combinations of ``keys`` the records hold."""
+    return len({tuple(repr(r["coords"].get(k)) for k in keys) for r in records})
+
+
+_OFF = ("none", "off", None)
+
+
+def line_label(
+    coords: dict[str, Any], keys: Sequence[str], records: Sequence[dict[str, Any]]
+) -> str:
+    """A line's legend label; a clip method of "none" reads "no clipping"."""
+    if "clip" in keys and coords.get("clip") in _OFF:
+        rest = [k for k in keys if k not in ("clip", "threshold")]
+        return ", ".join(["no clipping", *(coord_text(k, coords.get(k)) for k in rest)])
+    kinds = {r["coords"].get("clip") for r in records} - set(_OFF)
+    parts = []
+    for k in keys:
+        if k == "clip" and len(kinds) <= 1:
+            continue  # one clipping method: the threshold says it all
+        if k == "threshold":
+            parts.append(threshold_label(coords.get(k)))
+        else:
+            parts.append(coord_text(k, coords.get(k)))
+    return ", ".join(parts)
 
 
 def fixed_text(fixed: dict[str, Any]) -> str:

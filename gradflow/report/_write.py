@@ -43,6 +43,8 @@ _METRICS = {
     "clip_fraction": "clip fraction",
 }
 _MAX_ROWS = 200
+# On screen a 3.5 in column figure reads best at about 560 px wide.
+_PX_PER_INCH = 160
 
 
 def write_report(
@@ -80,8 +82,9 @@ def write_report(
 
 
 class _Figure:
-    def __init__(self, name: str, png: bytes, note: str, files: list[Path]):
+    def __init__(self, name, png, note, files, width_in):
         self.name, self.png, self.note, self.files = name, png, note, files
+        self.width_in: float = width_in
 
     @property
     def caption(self) -> str:
@@ -122,9 +125,14 @@ def _draw_all(
                 skipped.append((name, "the results hold no data for it"))
             continue
         files = plots.save(fig, folder / name, formats) if formats else []
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=200)
-        drawn.append(_Figure(name, buf.getvalue(), fig.get_label(), files))
+        png = next((p for p in files if p.suffix == ".png"), None)
+        if png is not None:
+            data = png.read_bytes()
+        else:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=200)
+            data = buf.getvalue()
+        drawn.append(_Figure(name, data, fig.get_label(), files, fig.get_figwidth()))
     return drawn, skipped
 
 
@@ -161,8 +169,8 @@ def _metric_cell(record: dict[str, Any], name: str) -> str:
         med = float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
     text = _fmt(med)
     bad = sum(1 for v in vals if v is None)
-    if bad:
-        text += f" ({bad}/{len(vals)} non-finite)"
+    if bad and bad < len(vals):
+        text += f" ({bad} non-finite)"
     return text
 
 
@@ -176,7 +184,12 @@ def _condition_table(results: Results) -> tuple[list[str], list[list[str]]]:
     header = [k.replace("_", " ") for k in keys] + [_METRICS.get(m, m) for m in metrics]
     rows = []
     for r in recs[:_MAX_ROWS]:
-        coords = [_fmt(r["coords"].get(k)) for k in keys]
+        coords = [
+            threshold_label(r["coords"].get(k))
+            if k == "threshold"
+            else _fmt(r["coords"].get(k))
+            for k in keys
+        ]
         rows.append(coords + [_metric_cell(r, m) for m in metrics])
     return header, rows
 
@@ -255,7 +268,6 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1.6em 0; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto;
   border: 1px solid #eee; }
-figure.single img { width: 560px; }
 figcaption { font-size: 0.95em; color: #333; margin-top: 0.5em; }
 figcaption a { font: 13px system-ui, sans-serif; margin-right: 0.6em; }
 .recommend { background: #eaf6f1; border-left: 4px solid #009E73;
@@ -267,21 +279,24 @@ details summary { cursor: pointer; }
 """
 
 
-def _table_html(header: list[str], rows: list[list[str]]) -> str:
+def _table_html(
+    header: list[str], rows: list[list[str]], *, numeric: bool = True
+) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    thead = f"<thead><tr>{head}</tr></thead>" if header else ""
     body = []
     for row in rows:
         cells = "".join(
             f'<td class="num">{html.escape(v)}</td>'
-            if _looks_numeric(v)
+            if numeric and _looks_numeric(v)
             else f"<td>{html.escape(v)}</td>"
             for v in row
         )
         body.append(f"<tr>{cells}</tr>")
     return (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table>{thead}'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -305,7 +320,7 @@ def _provenance_rows(results: Results) -> list[list[str]]:
     rows = []
     for k, v in results.provenance.items():
         if k == "wall_time_s" and isinstance(v, int | float):
-            v = f"{v:.1f} s"
+            k, v = "wall_time", f"{v:.1f} s"
         rows.append([k.replace("_", " "), _fmt(v)])
     rows.append(["conditions", str(len(results.records))])
     return rows
@@ -343,8 +358,9 @@ def _html(ctx: _Context) -> str:
     if rows:
         parts.append("<h2>Summary</h2>")
         parts.append(
-            '<p class="lede">Medians over seeds; non-finite values are counted, '
-            "not averaged in.</p>"
+            '<p class="lede">Medians over seeds. Non-finite values are counted, '
+            "not averaged in; — means no seed gave a finite value (e.g. the "
+            "half-life of a gradient that does not decay).</p>"
         )
         parts.append(_table_html(header, rows))
         if len(res.records) > _MAX_ROWS:
@@ -363,6 +379,7 @@ def _html(ctx: _Context) -> str:
         )
         parts.append(
             f'<figure id="{f.name}"><img src="data:image/png;base64,{data}" '
+            f'style="width: {round(f.width_in * _PX_PER_INCH)}px" '
             f'alt="{html.escape(f.name.replace("_", " "))}">'
             f"<figcaption><b>Figure {i}.</b> {html.escape(f.caption)} "
             f"{links}</figcaption></figure>"
@@ -376,7 +393,7 @@ def _html(ctx: _Context) -> str:
             f'<p class="skipped">Figures not drawn:</p><ul class="skipped">{items}</ul>'
         )
     parts.append("<h2>Provenance</h2>")
-    parts.append(_table_html(["", ""], _provenance_rows(res)))
+    parts.append(_table_html([], _provenance_rows(res), numeric=False))
     parts.append("<h2>Configuration</h2>")
     parts.append(
         "<details open><summary><code>config.toml</code></summary>"
