@@ -12,10 +12,11 @@ import optax
 from jax import lax
 
 from .._checks import check_float, check_int
+from .._measure import hidden_grad_norms
 from ..cells import Cell
 from ..tasks import Batch, Task
 from ._clip import monitor
-from ._network import Network, hidden_grad_norms, network
+from ._network import Network, network
 from ._optim import optimizer as resolve_optimizer
 
 
@@ -226,10 +227,9 @@ def _prepare(
             # per-example loss: the batch mean times the batch size
             return task.loss(net.head(params, hs), batch) * profile_batch_size
 
-        norms = hidden_grad_norms(net.cell, params["cell"], xs, loss_of_hs)
-        logs = jnp.where(
-            norms > 0, jnp.log10(jnp.where(norms > 0, norms, 1.0)), jnp.nan
-        )
+        logs = hidden_grad_norms(net.cell, params["cell"], xs, loss_of_hs, log10=True)
+        # log10(0) = -inf only where the maths is exactly 0 (no path to the loss)
+        logs = jnp.where(jnp.isfinite(logs), logs, jnp.nan)
         return jnp.mean(logs, axis=tuple(range(1, logs.ndim)))
 
     def run(one_key, data):

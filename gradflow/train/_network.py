@@ -10,7 +10,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from .._unroll import check_cell, unroll
 from ..cells import Cell
@@ -77,28 +76,3 @@ def network(cell: Cell, task: Task, *, embed_size: int = 32) -> Network:
         return y + jnp.broadcast_to(params["readout"]["b"], y.shape)
 
     return Network(cell, init, inputs, head)
-
-
-def hidden_grad_norms(cell: Cell, params, xs, loss_fn) -> jax.Array:
-    """``‖∂L/∂h_t‖`` for every step, ``(T, *batch)``, in one backward pass.
-
-    Stand-in for ``gf.hidden_grad_norms`` (single cells whose carry has ``h``):
-    a zero perturbation ``δ_t`` is added to ``h_t`` where the recurrence and the
-    output read it, and ``∂L/∂δ_t`` is the total derivative through all later
-    steps.
-    """
-    batch = xs.shape[1:-1]
-    carry0 = cell.initial_carry(batch, xs.dtype)
-    xw = cell.project(params, xs)
-
-    def loss_of(deltas):
-        def body(c, inp):
-            x, d = inp
-            c, h = cell.recur(params, c, x)
-            return c._replace(h=c.h + d), h + d
-
-        _, hs = lax.scan(body, carry0, (xw, deltas))
-        return loss_fn(hs)
-
-    zeros = jnp.zeros((xs.shape[0], *batch, cell.hidden_size), xs.dtype)
-    return jnp.linalg.norm(jax.grad(loss_of)(zeros), axis=-1)
