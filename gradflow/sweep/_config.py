@@ -59,9 +59,10 @@ CELL_DEFAULTS: dict[str, Any] = {
 
 INPUT_DEFAULTS: dict[str, Any] = {"size": 8, "scale": 1.0}
 
-#: What ``--quick`` keeps: at most this many seeds and values per axis, and
-#: lengths and widths capped, so any config finishes in seconds.
-QUICK_LIMITS = {"seeds": 2, "values": 2, "length": 24, "hidden_size": 8}
+#: What ``--quick`` keeps: two seeds, two cells, one value of every other
+#: shape axis (the first init and input, the shortest length and narrowest
+#: width, capped), the first and last gain; so any config runs in seconds.
+QUICK_LIMITS = {"seeds": 2, "cells": 2, "length": 24, "hidden_size": 8}
 
 SECTIONS_MEASURE = ("experiment", "grid", "cell", "input", "measure", "quick")
 
@@ -194,7 +195,7 @@ def _experiment(where: str, raw: Any, default_name: str) -> dict[str, Any]:
     figures = out["figures"]
     if not isinstance(figures, list) or not all(isinstance(f, str) for f in figures):
         raise _fail(where, "[experiment] figures", "a list of figure names", figures)
-    known = _known_figures()
+    known = _known_figures() if figures else None
     for f in figures:
         if known is not None and f not in known:
             raise _fail(where, "[experiment] figures", f"names from {sorted(known)}", f)
@@ -355,9 +356,9 @@ def validate(
         )
     if "quick" in raw:
         quick = _quick_section(where, raw["quick"])
-        # The overrides must themselves be valid grid values.
-        _grid(where, {**{k: v for k, v in grid.items()}, **quick})
-        out["quick"] = quick
+        # The overrides must themselves be valid grid values; kept resolved.
+        merged = _grid(where, {**grid, **quick})
+        out["quick"] = {k: merged[k] for k in quick}
     return out
 
 
@@ -394,8 +395,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def quick(config: Mapping[str, Any]) -> dict[str, Any]:
     """Shrink a resolved config so it runs in seconds (``gradflow run --quick``).
 
-    Keeps at most two seeds and two values per axis, caps lengths and widths,
-    then applies the config's own ``[quick]`` overrides. The result is marked
+    Keeps two seeds, two cells, the first init and input, the shortest length
+    (at most 24) and narrowest width (at most 8), the first and last gain; then
+    applies the config's own ``[quick]`` overrides. The result is marked
     ``experiment.quick = true`` so it never resumes into a full run's directory.
     """
     config = copy.deepcopy(dict(config))
@@ -407,18 +409,16 @@ def quick(config: Mapping[str, Any]) -> dict[str, Any]:
         return config
     grid = config["grid"]
     lim = QUICK_LIMITS
-    for axis in ("cell", "init", "input"):
-        grid[axis] = grid[axis][: lim["values"]] if axis != "cell" else grid[axis]
-    grid["gain"] = _ends(grid["gain"], lim["values"])
+    # Every distinct shape compiles once: keep few of them; gains share one.
+    grid["cell"] = grid["cell"][: lim["cells"]]
+    for axis in ("init", "input"):
+        grid[axis] = grid[axis][:1]
+    grid["gain"] = _ends(grid["gain"], 2)
     grid["seeds"] = grid["seeds"][: lim["seeds"]]
-    grid["length"] = _dedupe([min(t, lim["length"]) for t in grid["length"]])[
-        : lim["values"]
-    ]
-    grid["hidden_size"] = _dedupe(
-        [min(n, lim["hidden_size"]) for n in grid["hidden_size"]]
-    )[: lim["values"]]
+    grid["length"] = [min(min(grid["length"]), lim["length"])]
+    grid["hidden_size"] = [min(min(grid["hidden_size"]), lim["hidden_size"])]
     for key, value in config.pop("quick", {}).items():
-        grid[key] = _seeds("[quick]", value) if key == "seeds" else _as_list(value)
+        grid[key] = value
     measure = config["measure"]
     if "lyapunov" in measure:
         measure["lyapunov"]["warmup"] = min(
@@ -435,11 +435,3 @@ def _ends(values: list[Any], n: int) -> list[Any]:
     if len(values) <= n:
         return list(values)
     return [values[0], values[-1]]
-
-
-def _dedupe(values: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return out
