@@ -173,6 +173,19 @@ def test_profile_fits_the_decay_rate_and_skips_nonfinite():
     assert {"^", "v", "x"} <= markers
 
 
+def test_profile_takes_plain_time_major_norms():
+    # gf.hidden_grad_norms gives plain norms (T, batch): time_axis=0, log10=False.
+    lag = np.arange(T - 1, -1, -1)
+    norms = np.exp(-0.2 * lag)[:, None] * np.ones((1, 3))
+    norms[4, 1] = 0.0  # underflowed to zero: −inf in log10, flagged
+    fig = plots.grad_norm_profile({"a": norms}, time_axis=0, log10=False)
+    ax = fig.axes[0]
+    y = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(y, -0.2 * np.arange(T) / math.log(10), atol=1e-12)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a: 0.2", "1 non-finite value not drawn"]
+
+
 def test_nonfinite_losses_heatmap_cells_and_histogram_are_flagged():
     loss = np.ones((3, 20))
     loss[0, 10:] = np.nan  # a diverged seed: 10 values, one mark
@@ -226,8 +239,10 @@ def test_style_sizes_fonts_and_bad_arguments(tmp_path):
         plots.save(fig, tmp_path / "f", ("png",), dpi=100)
     with pytest.raises(ValueError, match="formats"):
         plots.save(fig, tmp_path / "f", ("jpg",))
+    with pytest.raises(ValueError, match="time_axis"):
+        plots.grad_norm_profile(np.zeros((2, 3)), time_axis=2)
     with pytest.raises(ValueError, match="log10_norms"):
-        plots.grad_norm_profile(np.zeros((2, 3, 4)))
+        plots.grad_norm_profile(np.zeros((0, 3)))
     with pytest.raises(ValueError, match="log10_norm_step0"):
         plots.phase_diagram([1.0, 2.0], [10, 20], np.zeros((3, 2)))
 

@@ -402,9 +402,9 @@ def pascanu_bound(
             )
             bad += c.mark_nonfinite(ax, np.where(np.isfinite(s), s, 0.0), d.T, color)
             all_s.append(s[np.isfinite(s)])
-        s_all = np.concatenate(all_s)
-        lo_s = max(1e-3, float(s_all.min()) * 0.9) if s_all.size else 0.1
-        hi_s = float(s_all.max()) * 1.1 if s_all.size else 2.0
+        # The x range shows every point and every 1/γ line, with a margin.
+        marks = [*np.concatenate(all_s), *(1.0 / g for g in gammas.values())]
+        lo_s, hi_s = 0.85 * min(marks), 1.15 * max(marks)
         for gm in sorted(set(gammas.values())):
             grid = np.linspace(lo_s, hi_s, 200)
             ax.plot(

@@ -24,6 +24,8 @@ def grad_norm_profile(
     log10_norms: Mapping[str, Any] | Any,
     *,
     lags: Mapping[str, Any] | Any | None = None,
+    log10: bool = True,
+    time_axis: int = -1,
     ylabel: str = GRAD_LABEL,
     fit: bool = True,
     column: str = "single",
@@ -37,10 +39,16 @@ def grad_norm_profile(
 
     Args:
         log10_norms: ``label -> (seeds, T)`` (or ``(T,)``) arrays of
-            ``log10 ‖∂L/∂h_t‖`` for t = 0..T−1, or one such array.
+            ``log10 ‖∂L/∂h_t‖`` for t = 0..T−1, or one such array. Any other
+            layout works with ``time_axis``: every other axis counts as seeds.
+            ``gf.hidden_grad_norms(...)`` gives ``(T, *batch)``: pass
+            ``time_axis=0`` (and ``log10=False`` unless it was asked for log10).
         lags: ``label ->`` or one ``(T,)`` array of distances back in time for
             entry t; default ``T − 1 − t`` (0 for the last step, whose loss term
             is nearest). Jacobian norms ``log10‖∂s_T/∂s_t‖`` span ``T − t``.
+        log10: the values are already log10 (the saved arrays are); with False,
+            plain norms whose log10 is taken here (a 0 becomes −inf: flagged).
+        time_axis: which axis of each array is the time step.
         ylabel: y-axis label (e.g. for Jacobian norms).
         fit: put the fitted decay rate in the legend.
         column: ``"single"`` (3.5 in) or ``"double"`` (7 in) wide.
@@ -50,7 +58,10 @@ def grad_norm_profile(
         The figure.
     """
     data = c.labelled("log10_norms", log10_norms)
-    arrays = {k: c.seeds_first(f"log10_norms[{k!r}]", v) for k, v in data.items()}
+    arrays = {
+        k: _time_last(f"log10_norms[{k!r}]", v, time_axis, log10)
+        for k, v in data.items()
+    }
     lag_map = _lags_for(arrays, lags)
     cols = c.colors(len(arrays))
     with use_style(style):
@@ -76,6 +87,20 @@ def grad_norm_profile(
         title = "decay rate (nats / step)" if fit else None
         c.legend(ax, bad, title=title, title_fontsize="x-small")
         return finish(fig)
+
+
+def _time_last(name: str, value: Any, time_axis: int, log10: bool) -> np.ndarray:
+    """Any layout as ``(samples, T)``, in log10."""
+    arr = c.as_array(name, value, (1, 2, 3, 4))
+    if not -arr.ndim <= time_axis < arr.ndim:
+        raise ValueError(
+            f"time_axis={time_axis} is out of range for {name} of shape {arr.shape}"
+        )
+    arr = np.moveaxis(arr, time_axis, -1).reshape(-1, arr.shape[time_axis])
+    if not log10:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arr = np.log10(arr)
+    return arr
 
 
 def _lags_for(arrays: dict[str, np.ndarray], lags: Any) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from gradflow import plots
 from gradflow.plots._clipping import threshold_label
+from gradflow.plots._common import finite_median
 from gradflow.plots._dynamics import RATE
 from gradflow.report import _select as s
 from gradflow.results import Results
@@ -201,8 +202,11 @@ def pascanu_bound(results: Results) -> Figure | None:
         if "decay_rate" in r.get("metrics", {})
         and r["coords"].get("cell", "rnn") == "rnn"
     ]
-    if not recs:
-        return None
+    sigmas = {
+        round(finite_median(s.metric_values(r, "sigma_max_whh")), 6) for r in recs
+    }
+    if len(sigmas) < 2:
+        return None  # one σ_max is a point, not a comparison with the bound
     vary = s.varying(recs)
     key = next((k for k in ("init", "hidden_size", "length") if k in vary), None)
     sig: dict[str, list[float]] = {}
@@ -394,7 +398,8 @@ CAPTIONS: dict[str, str] = {
     "grad_norm_profile": (
         "Gradient norm ‖∂L/∂h_t‖ against distance back in time (median over seeds, "
         "10–90% band): a straight falling line is exponential vanishing at the "
-        "decay rate in the legend, a rising one explodes, a flat one keeps memory."
+        "decay rate in the legend (fitted to the median), a rising one explodes, "
+        "a flat one keeps memory."
     ),
     "jacobian_norm_profile": (
         "Spectral norm of the state Jacobian ∂s_T/∂s_t against lag: its slope is "

@@ -272,7 +272,7 @@ figcaption { font-size: 0.95em; color: #333; margin-top: 0.5em; }
 figcaption a { font: 13px system-ui, sans-serif; margin-right: 0.6em; }
 .recommend { background: #eaf6f1; border-left: 4px solid #009E73;
   padding: 8px 14px; margin: 1em 0; }
-pre { background: #f7f7f7; padding: 10px 14px; overflow-x: auto;
+pre { background: #f7f7f7; padding: 10px 14px; white-space: pre-wrap;
   font: 13px/1.4 ui-monospace, Menlo, Consolas, monospace; }
 .skipped { color: #666; font-size: 0.92em; }
 details summary { cursor: pointer; }
