@@ -91,52 +91,89 @@ def measure_dir(d: Path, figures=None) -> dict[str, float]:
     return rates
 
 
-REASON = "Threshold 1 never diverged and had the lowest median final loss."
+REASON = (
+    "global_norm 1 at lr 0.1 never diverged over 2 seeds and had the lowest median "
+    "final loss 1.5 among the 2 conditions that never diverged; without clipping "
+    "1 of 2 seeds diverged."
+)
 
 
 def clip_dir(d: Path) -> None:
-    _config(d, "clipping", extra="[train]\nprofile_every = 5\n")
+    """A clipping study: 3 conditions × 2 learning rates, summary.json as the
+    clipping study writes it (``thresholds`` list, ``recommended`` dict)."""
+    _config(d, "clipping")
     R.atomic_write_json(
         d / "axes.json",
         {
             "loss": ["seed", "iteration"],
             "grad_norm": ["seed", "iteration"],
             "profile_log10_grad_norms": ["seed", "record", "step"],
+            "profile_iteration": ["seed", "record"],
         },
     )
-    per = {}
-    for clip, th in (("global_norm", 1.0), ("global_norm", 10.0), ("none", None)):
-        coords = {"clip": clip, "threshold": th, "lr": 0.1}
-        pid = R.point_id(coords)
-        loss = 1.0 + RNG.random((SEEDS, 20))
-        if th is None:
-            loss[0, 8:] = np.nan  # seed 0 diverged
-        R.save_point(
-            d,
-            pid,
-            {
-                "loss": loss,
-                "grad_norm": np.exp(RNG.normal(size=(SEEDS, 20))),
-                "profile_log10_grad_norms": RNG.normal(size=(SEEDS, 4, 7)),
-            },
-        )
-        div = [1.0, 0.0] if th is None else [0.0, 0.0]
-        R.write_metrics(
-            d,
-            {
-                "id": pid,
-                "coords": coords,
-                "seeds": [0, 1],
-                "metrics": {"diverged": div, "final_loss": list(loss[:, -1])},
-            },
-        )
-        per["none" if th is None else f"{th:g}"] = {
-            "threshold": th,
-            "divergence_rate": float(np.mean(div)),
-            "final_loss": {"median": 1.5, "p10": 1.2, "p90": 1.8},
-        }
+    entries = []
+    for lr in (0.1, 1.0):
+        for clip, th in (("global_norm", 1.0), ("global_norm", 10.0), ("none", None)):
+            coords = {"clip": clip, "lr": lr}
+            if th is not None:
+                coords = {"clip": clip, "threshold": th, "lr": lr}
+            pid = R.point_id(coords)
+            loss = 1.0 + RNG.random((SEEDS, 20))
+            diverged = th is None
+            if diverged:
+                loss[0, 8:] = np.nan  # seed 0 diverged at iteration 8
+            R.save_point(
+                d,
+                pid,
+                {
+                    "loss": loss,
+                    "grad_norm": np.exp(RNG.normal(size=(SEEDS, 20))),
+                    "profile_log10_grad_norms": RNG.normal(size=(SEEDS, 4, 7)),
+                    "profile_iteration": np.tile(np.arange(4) * 5, (SEEDS, 1)),
+                },
+            )
+            div = [1.0, 0.0] if diverged else [0.0, 0.0]
+            R.write_metrics(
+                d,
+                {
+                    "id": pid,
+                    "coords": coords,
+                    "seeds": [0, 1],
+                    "metrics": {"diverged": div, "final_loss": list(loss[:, -1])},
+                },
+            )
+            label = "none" if th is None else f"global_norm {th:g}"
+            entries.append(
+                {
+                    "id": pid,
+                    "label": label,
+                    "clip": clip,
+                    "threshold": "none" if th is None else th,
+                    "lr": lr,
+                    "seeds": SEEDS,
+                    "divergence_rate": float(np.mean(div)),
+                    "diverged_seeds": int(np.sum(div)),
+                    "final_loss": {"q10": 1.2, "median": 1.5 + lr, "q90": 1.8 + lr},
+                    "final_accuracy": None,
+                    "clip_fraction": {"median": 0.25, "mean": 0.3},
+                    "grad_norm_percentiles": {"p50": 1.0, "p90": 3.5, "p99": 9.0},
+                }
+            )
+    rec_id = R.point_id({"clip": "global_norm", "threshold": 1.0, "lr": 0.1})
     R.atomic_write_json(
-        d / "summary.json", {"per_threshold": per, "recommended": 1.0, "reason": REASON}
+        d / "summary.json",
+        {
+            "thresholds": entries,
+            "recommended": {
+                "id": rec_id,
+                "label": "global_norm 1",
+                "clip": "global_norm",
+                "threshold": 1.0,
+                "lr": 0.1,
+                "range": [1.0, 10.0],
+                "reason": REASON,
+            },
+        },
     )
 
 
@@ -214,18 +251,38 @@ def test_clipping_report_all_formats_recommendation_and_table(tmp_path):
     report.write_report(tmp_path)
     names = {"loss_curves", "clipping_summary", "grad_norm_histogram"}
     names.add("grad_norm_heatmap")
-    assert _figures(tmp_path) == {
-        f"{n}.{e}" for n in names for e in ("pdf", "svg", "png")
-    }
+    expected = {f"{n}.{e}" for n in names for e in ("pdf", "svg", "png")}
+    assert _figures(tmp_path) == expected
     for p in (tmp_path / "figures").iterdir():
         assert p.stat().st_size > 1000
     page = _check_html(tmp_path)
     assert len([h for h in page.hrefs if h.endswith(".svg")]) == len(names)
     text = " ".join(page.text)
-    assert f"Recommended clipping threshold: 1. {REASON}" in text
+    head = (
+        "Recommended clipping: global_norm 1 at lr 0.1 (thresholds 1 to 10 never "
+        "diverged)."
+    )
+    assert f"{head} {REASON}" in text
     assert REASON in (tmp_path / "report.md").read_text()
-    # Clipping-threshold table from summary.json, "none" for no clipping.
-    assert "final loss p90" in text and "none" in text
+    # One row per condition (both learning rates), the recommended one flagged.
+    assert "global_norm 1 (recommended)" in text
+    assert text.count("(recommended)") == 1
+    assert "1 of 2" in text and "1.6 (1.2 to 1.9)" in text
+    # The figures are drawn at the recommended learning rate.
+    assert "Shown at lr = 0.1." in text
+    fig = report.FIGURES["clipping_summary"](R.load(tmp_path))
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["global_norm 1\n(recommended)", "global_norm 10", "none"]
+    bars = [p.get_height() for p in fig.axes[0].containers[0]]
+    assert bars == [0.0, 0.0, 0.5]
+    fig = report.FIGURES["loss_curves"](R.load(tmp_path))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == [
+        "global_norm 1",
+        "global_norm 10",
+        "none",
+        "12 non-finite values not drawn",
+    ]
 
 
 def test_listed_figures_missing_data_and_missing_points(tmp_path):

@@ -68,10 +68,17 @@ def jacobian_norm_profile(results: Results) -> Figure | None:
     return _shown_at(fig, fixed)
 
 
+def _one_record(results: Results) -> dict[str, Any]:
+    lines, _ = s.pick(results.records, max_lines=1, at=_clip_at(results))
+    return lines[0][1]
+
+
 def _one(results: Results, name: str) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """One record's array: every varying coordinate fixed (clipping: the
+    recommended learning rate)."""
     if name not in results.axes or not results.records:
         return None, {}
-    lines, fixed = s.pick(results.records, max_lines=1)
+    lines, fixed = s.pick(results.records, max_lines=1, at=_clip_at(results))
     return (_arrays(results, lines[0][1], name) if lines else None), fixed
 
 
@@ -79,8 +86,13 @@ def grad_norm_heatmap(results: Results) -> Figure | None:
     arr, fixed = _one(results, "profile_log10_grad_norms")
     if arr is None or arr.ndim != 3:
         return None
-    every = _find_int(results.config, ("profile_every", "record_every"))
-    iters = np.arange(arr.shape[1]) * every if every else None
+    iters = None
+    steps = _arrays(results, _one_record(results), "profile_iteration")
+    if steps is not None and steps.ndim == 2 and steps.shape[1] == arr.shape[1]:
+        iters = np.asarray(steps[0], np.float64)
+    else:
+        every = _find_int(results.config, ("profile_every", "record_every"))
+        iters = np.arange(arr.shape[1]) * every if every else None
     return _shown_at(plots.grad_norm_heatmap(arr, iterations=iters), fixed)
 
 
@@ -229,9 +241,21 @@ def pascanu_bound(results: Results) -> Figure | None:
     )
 
 
+def _clip_at(results: Results) -> dict[str, Any]:
+    """Coordinates a clipping figure is drawn at: the recommended learning rate."""
+    rec = (results.summary or {}).get("recommended")
+    if isinstance(rec, dict) and rec.get("lr") is not None:
+        return {"lr": rec["lr"]}
+    return {}
+
+
 def loss_curves(results: Results) -> Figure | None:
     data, fixed = _lines_of(
-        results, "loss", axes=["seed", "iteration"], prefer=("clip", "threshold")
+        results,
+        "loss",
+        axes=["seed", "iteration"],
+        prefer=("clip", "threshold"),
+        at=_clip_at(results),
     )
     return _shown_at(plots.loss_curves(data), fixed) if data else None
 
@@ -240,42 +264,68 @@ def clipping_summary(results: Results) -> Figure | None:
     rows = clip_rows(results)
     if not rows or all(math.isnan(r["divergence_rate"]) for r in rows):
         return None
+    lrs = {r["lr"] for r in rows}
+    fixed = {}
+    if len(lrs) > 1:  # one learning rate per figure: the recommended one
+        lr = _clip_at(results).get("lr")
+        lr = lr if lr in lrs else s.representative("lr", sorted(lrs, key=repr))
+        rows = [r for r in rows if r["lr"] == lr]
+        fixed = {"lr": lr}
     rng = np.array([[r["final_loss_lo"], r["final_loss_hi"]] for r in rows])
-    return plots.clipping_summary(
-        [r["threshold"] for r in rows],
+    star = next((r["label"] for r in rows if r["recommended"]), None)
+    fig = plots.clipping_summary(
+        [r["label"] for r in rows],
         [r["divergence_rate"] for r in rows],
         [r["final_loss"] for r in rows],
         final_loss_range=rng,
-        recommended=recommended(results)[0],
+        recommended=star,
+    )
+    return _shown_at(fig, fixed)
+
+
+def _is_unclipped(coords: dict[str, Any]) -> bool:
+    return str(coords.get("clip", "")).lower() in ("none", "off") or (
+        "clip" not in coords and threshold_label(coords.get("threshold")) == "none"
     )
 
 
 def grad_norm_histogram(results: Results) -> Figure | None:
-    if "grad_norm" not in results.axes:
+    if "grad_norm" not in results.axes or not results.records:
         return None
-    thresholds = [r["coords"].get("threshold") for r in results.records]
-    unclipped = [
-        r
-        for r in results.records
-        if threshold_label(r["coords"].get("threshold")) == "none"
-        or str(r["coords"].get("clip", "")).lower() in ("none", "off")
+    lines, fixed = s.pick(
+        results.records, prefer=("clip", "threshold"), at=_clip_at(results)
+    )
+    recs = [r for _, r in lines]
+    unclipped = [r for r in recs if _is_unclipped(r["coords"])]
+    arrays = [
+        a
+        for r in (unclipped or recs)
+        if (a := _arrays(results, r, "grad_norm")) is not None
     ]
-    chosen = unclipped or list(results.records)
-    arrays = [a for r in chosen if (a := _arrays(results, r, "grad_norm")) is not None]
     if not arrays:
         return None
     shown = {}
-    for t in thresholds:
+    for r in recs:
+        t = r["coords"].get("threshold")
         if s._is_num(t) and math.isfinite(t) and t > 0:
             shown[threshold_label(t)] = float(t)
-    return plots.grad_norm_histogram(
+    fig = plots.grad_norm_histogram(
         np.concatenate([np.ravel(a) for a in arrays]), thresholds=shown
     )
+    if unclipped:
+        fixed = {**fixed, "clip": "none"}
+    return _shown_at(fig, fixed)
 
 
 # -- the clipping summary, from summary.json or else from metrics.jsonl ------------
 
-_SPREAD_PAIRS = (("p10", "p90"), ("lo", "hi"), ("q25", "q75"), ("min", "max"))
+_SPREAD_PAIRS = (
+    ("q10", "q90"),
+    ("p10", "p90"),
+    ("lo", "hi"),
+    ("q25", "q75"),
+    ("min", "max"),
+)
 
 
 def _num(v: Any) -> float:
@@ -294,62 +344,77 @@ def _spread(v: Any, med: float) -> tuple[float, float]:
         for lo, hi in _SPREAD_PAIRS:
             if lo in v and hi in v:
                 return _num(v[lo]), _num(v[hi])
-        for k in ("spread", "iqr", "range"):
-            sp = v.get(k)
-            if isinstance(sp, list | tuple) and len(sp) == 2:
-                return _num(sp[0]), _num(sp[1])
-            if s._is_num(sp):  # a half-width
-                return med - sp / 2, med + sp / 2
-        if "std" in v and s._is_num(v["std"]):
-            return med - v["std"], med + v["std"]
     return med, med
 
 
 def summary_entries(results: Results) -> list[dict[str, Any]]:
-    """Per-threshold entries of ``summary.json`` as dicts with a ``threshold`` key.
+    """Per-condition entries of ``summary.json``, each a dict.
 
-    Accepts ``{"per_threshold" | "thresholds": {label: {...}} | [{...}, ...]}``.
+    Reads the clipping study's ``{"thresholds": [{...}, ...]}``; a mapping
+    ``{label: {...}}`` (also under ``"per_threshold"``) works too.
     """
     summ = results.summary or {}
-    per = summ.get("per_threshold", summ.get("thresholds"))
+    per = summ.get("thresholds", summ.get("per_threshold"))
     if isinstance(per, dict):
-        return [{"threshold": k, **v} for k, v in per.items() if isinstance(v, dict)]
+        return [{"label": str(k), **v} for k, v in per.items() if isinstance(v, dict)]
     if isinstance(per, list):
         return [e for e in per if isinstance(e, dict)]
     return []
 
 
+def _entry_label(e: dict[str, Any]) -> str:
+    if e.get("label") is not None:
+        return str(e["label"])
+    if "clip" in e:
+        return s.clip_label(e)
+    return threshold_label(e.get("threshold"))
+
+
 def clip_rows(results: Results) -> list[dict[str, Any]]:
-    """``threshold, divergence_rate, final_loss (median), final_loss_lo/hi`` rows."""
+    """One row per clipping condition: ``label``, ``lr``, ``divergence_rate``,
+    ``final_loss`` (median) with ``final_loss_lo``/``_hi`` (10-90%), and
+    whether it is the ``recommended`` one."""
+    rec = (results.summary or {}).get("recommended")
     rows = []
     for e in summary_entries(results):
         med = _num(e.get("final_loss"))
         lo, hi = _spread(e.get("final_loss"), med)
-        label = e.get("label", e.get("name", e.get("threshold")))
-        if "clip" in e and not s._is_num(label):
-            label = e.get("label") or f"{e['clip']} {threshold_label(e['threshold'])}"
+        label = _entry_label(e)
+        if isinstance(rec, dict):
+            is_rec = (rec.get("id") is not None and rec.get("id") == e.get("id")) or (
+                rec.get("id") is None
+                and rec.get("label") == label
+                and rec.get("lr") == e.get("lr")
+            )
+        else:
+            is_rec = rec is not None and threshold_label(rec) == threshold_label(
+                e.get("threshold", label)
+            )
         rows.append(
             {
-                "threshold": label,
+                "label": label,
+                "lr": e.get("lr"),
                 "divergence_rate": _num(e.get("divergence_rate")),
                 "final_loss": med,
                 "final_loss_lo": lo,
                 "final_loss_hi": hi,
+                "recommended": bool(is_rec),
             }
         )
     if rows:
         return rows
     recs = [r for r in results.records if "diverged" in r.get("metrics", {})]
-    if not recs or "threshold" not in s.varying(recs):
+    if not recs or not ({"threshold", "clip"} & set(s.varying(recs))):
         return []
-    lines, _ = s.pick(recs, keep=("threshold",), prefer=(), max_lines=1)
+    lines, _ = s.pick(recs, prefer=("clip", "threshold"), max_lines=10**6)
     for _, r in lines:
         div = s.metric_values(r, "diverged")
         fl = s.metric_values(r, "final_loss")
         fin = fl[np.isfinite(fl)]
         rows.append(
             {
-                "threshold": r["coords"]["threshold"],
+                "label": s.clip_label(r["coords"]),
+                "lr": r["coords"].get("lr"),
                 "divergence_rate": float(np.nanmean(div)) if div.size else math.nan,
                 "final_loss": float(np.median(fin)) if fin.size else math.nan,
                 "final_loss_lo": float(np.percentile(fin, 10))
@@ -358,20 +423,32 @@ def clip_rows(results: Results) -> list[dict[str, Any]]:
                 "final_loss_hi": float(np.percentile(fin, 90))
                 if fin.size
                 else math.nan,
+                "recommended": False,
             }
         )
     return rows
 
 
-def recommended(results: Results) -> tuple[Any, str]:
-    """The recommended threshold and the sentence that says why (or None, "")."""
+def recommended(results: Results) -> tuple[str | None, str]:
+    """The recommended condition as text (with its lr and stable range) and why."""
     summ = results.summary or {}
     rec = summ.get("recommended")
     reason = summ.get("reason") or summ.get("recommended_reason") or ""
     if isinstance(rec, dict):
         reason = rec.get("reason", reason)
-        rec = rec.get("threshold", rec.get("label", rec.get("value")))
-    return rec, str(reason)
+        text = rec.get("label") or s.clip_label(rec)
+        if rec.get("lr") is not None:
+            text += f" at lr {rec['lr']:g}" if s._is_num(rec["lr"]) else ""
+        rng = rec.get("range")
+        if isinstance(rng, list | tuple) and len(rng) == 2 and rng[0] != rng[1]:
+            text += (
+                f" (thresholds {threshold_label(rng[0])} to "
+                f"{threshold_label(rng[1])} never diverged)"
+            )
+        return text, str(reason)
+    if rec is None:
+        return None, str(reason)
+    return threshold_label(rec), str(reason)
 
 
 #: ``name -> f(results) -> Figure | None``. A function returns None when the

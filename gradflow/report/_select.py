@@ -52,6 +52,8 @@ def coord_text(key: str, value: Any) -> str:
     """``cell=lstm`` as ``LSTM``, ``gain=1.5`` as ``g = 1.5``, etc."""
     if key == "cell":
         return str(value).upper()
+    if key == "clip":
+        return f"clip = {value}"
     if key == "threshold":
         return f"threshold = {threshold_label(value)}"
     if _is_num(value):
@@ -73,6 +75,7 @@ def pick(
     keep: Sequence[str] = (),
     prefer: Sequence[str] = LINE_KEYS,
     max_lines: int = MAX_LINES,
+    at: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
     """Split records into labelled lines, fixing the coordinates that don't fit.
 
@@ -82,6 +85,7 @@ def pick(
         prefer: coordinates to give lines, in order, while there are at most
             ``max_lines`` lines.
         max_lines: most lines.
+        at: values to fix coordinates at, instead of :func:`representative`.
 
     Returns:
         ``[(label, record)]`` and ``{coordinate: value}`` for those fixed.
@@ -99,8 +103,9 @@ def pick(
         for k in vary:
             if k not in keep and _combos(records, [*line_keys, k]) <= max_lines:
                 line_keys.append(k)
+    at = at or {}
     fixed = {
-        k: representative(k, v)
+        k: at[k] if k in at and at[k] in v else representative(k, v)
         for k, v in vary.items()
         if k not in line_keys and k not in keep
     }
@@ -121,20 +126,26 @@ _OFF = ("none", "off", None)
 def line_label(
     coords: dict[str, Any], keys: Sequence[str], records: Sequence[dict[str, Any]]
 ) -> str:
-    """A line's legend label; a clip method of "none" reads "no clipping"."""
-    if "clip" in keys and coords.get("clip") in _OFF:
-        rest = [k for k in keys if k not in ("clip", "threshold")]
-        return ", ".join(["no clipping", *(coord_text(k, coords.get(k)) for k in rest)])
-    kinds = {r["coords"].get("clip") for r in records} - set(_OFF)
+    """A line's legend label; clipping conditions read ``none``,
+    ``global_norm 1``, ``autoclip p10`` (as the clipping study names them)."""
     parts = []
-    for k in keys:
-        if k == "clip" and len(kinds) <= 1:
-            continue  # one clipping method: the threshold says it all
-        if k == "threshold":
-            parts.append(threshold_label(coords.get(k)))
-        else:
-            parts.append(coord_text(k, coords.get(k)))
+    if "clip" in keys or "threshold" in keys:
+        parts.append(clip_label(coords))
+    rest = [k for k in keys if k not in ("clip", "threshold", "percentile")]
+    parts += [coord_text(k, coords.get(k)) for k in rest]
     return ", ".join(parts)
+
+
+def clip_label(coords: dict[str, Any]) -> str:
+    """``none``, ``global_norm 1``, ``autoclip p10`` or just the threshold."""
+    clip = coords.get("clip")
+    if clip in _OFF:
+        return "none"
+    if clip == "autoclip":
+        pct = coords.get("percentile")
+        return f"autoclip p{pct:g}" if _is_num(pct) else "autoclip"
+    th = threshold_label(coords.get("threshold"))
+    return f"{clip} {th}" if clip else th
 
 
 def fixed_text(fixed: dict[str, Any]) -> str:

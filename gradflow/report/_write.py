@@ -23,6 +23,9 @@ from gradflow.report import _select as s
 from gradflow.report._figures import (
     CAPTIONS,
     FIGURES,
+    _entry_label,
+    _num,
+    _spread,
     clip_rows,
     recommended,
     summary_entries,
@@ -179,8 +182,11 @@ def _condition_table(results: Results) -> tuple[list[str], list[list[str]]]:
     recs = results.records
     keys = list(s.varying(recs)) or (list(recs[0]["coords"])[:1] if recs else [])
     present = {m for r in recs for m in r.get("metrics", {})}
+    if summary_entries(results):  # the clipping table has these, per condition
+        present -= {"diverged", "final_loss", "final_accuracy", "clip_fraction"}
     metrics = [m for m in _METRICS if m in present]
-    metrics += sorted(present - set(_METRICS))
+    if not metrics:
+        return [], []
     header = [k.replace("_", " ") for k in keys] + [_METRICS.get(m, m) for m in metrics]
     rows = []
     for r in recs[:_MAX_ROWS]:
@@ -194,57 +200,94 @@ def _condition_table(results: Results) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _spread_text(v: Any) -> str:
+    """``median (q10–q90)`` of a summary statistic (a number or a dict)."""
+    med = _num(v)
+    if math.isnan(med):
+        return "—"
+    lo, hi = _spread(v, med)
+    if lo == hi or math.isnan(lo) or math.isnan(hi):
+        return _fmt(med)
+    return f"{_fmt(med)} ({_fmt(lo)} to {_fmt(hi)})"
+
+
 def _clip_table(results: Results) -> tuple[list[str], list[list[str]]]:
+    """One row per clipping condition, from ``summary.json`` (or metrics)."""
     entries = summary_entries(results)
-    if entries:
-        flat = [_flatten(e) for e in entries]
-        cols: list[str] = []
-        for f in flat:
-            cols += [k for k in f if k not in cols]
-        first = [c for c in ("threshold", "label", "clip") if c in cols]
-        cols = first + [c for c in cols if c not in first]
-        rows = [
+    if not entries:
+        rows = clip_rows(results)
+        header = ["condition", "lr", "divergence rate", "final loss (10% to 90%)"]
+        return header, [
             [
-                threshold_label(f.get(c)) if c == "threshold" else _fmt(f.get(c))
-                for c in cols
+                r["label"] + (" (recommended)" if r["recommended"] else ""),
+                _fmt(r["lr"]),
+                _fmt(r["divergence_rate"]),
+                _spread_text(
+                    {
+                        "median": r["final_loss"],
+                        "q10": r["final_loss_lo"],
+                        "q90": r["final_loss_hi"],
+                    }
+                ),
             ]
-            for f in flat
+            for r in rows
         ]
-        return [c.replace("_", " ") for c in cols], rows
+    # clip_rows keeps the order of the entries; conditions repeat per lr.
     rows = clip_rows(results)
-    if not rows:
-        return [], []
-    header = ["threshold", "divergence rate", "final loss (median)", "10%", "90%"]
-    body = [
-        [
-            threshold_label(r["threshold"]),
-            _fmt(r["divergence_rate"]),
-            _fmt(r["final_loss"]),
-            _fmt(r["final_loss_lo"]),
-            _fmt(r["final_loss_hi"]),
-        ]
-        for r in rows
+    flags = {id(e): r["recommended"] for e, r in zip(entries, rows, strict=True)}
+    lrs = {repr(e.get("lr")) for e in entries}
+    cols: list[tuple[str, Any]] = [
+        (
+            "condition",
+            lambda e: _entry_label(e) + (" (recommended)" if flags[id(e)] else ""),
+        ),
     ]
-    return header, body
+    if len(lrs) > 1:
+        cols.append(("lr", lambda e: _fmt(e.get("lr"))))
+    cols.append(("diverged", _diverged_text))
+    cols.append(
+        ("final loss, median (10% to 90%)", lambda e: _spread_text(e.get("final_loss")))
+    )
+    if any(
+        _num(e.get("final_accuracy")) == _num(e.get("final_accuracy")) for e in entries
+    ):
+        cols.append(("final accuracy", lambda e: _spread_text(e.get("final_accuracy"))))
+    if any("clip_fraction" in e for e in entries):
+        cols.append(("clip fraction", lambda e: _fmt(_num(e.get("clip_fraction")))))
+    pct = [
+        k
+        for k in ("p50", "p90", "p99")
+        if any(
+            isinstance(e.get("grad_norm_percentiles"), dict)
+            and k in e["grad_norm_percentiles"]
+            for e in entries
+        )
+    ]
+    if pct:
+        cols.append(
+            (
+                "‖g‖ " + " / ".join(pct),
+                lambda e: " / ".join(
+                    _fmt((e.get("grad_norm_percentiles") or {}).get(k)) for k in pct
+                ),
+            )
+        )
+    return [c for c, _ in cols], [[f(e) for _, f in cols] for e in entries]
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + " "))
-        else:
-            out[key] = v
-    return out
+def _diverged_text(e: dict[str, Any]) -> str:
+    n, k = e.get("seeds"), e.get("diverged_seeds")
+    if isinstance(n, int) and isinstance(k, int):
+        return f"{k} of {n}"
+    return _fmt(_num(e.get("divergence_rate")))
 
 
 def _recommendation(results: Results) -> str | None:
-    rec, reason = recommended(results)
-    if rec is None and not reason:
+    text, reason = recommended(results)
+    if text is None and not reason:
         return None
-    text = f"Recommended clipping threshold: {threshold_label(rec)}."
-    return f"{text} {reason}".strip()
+    head = f"Recommended clipping: {text}." if text else ""
+    return f"{head} {reason}".strip()
 
 
 # -- HTML ---------------------------------------------------------------------------
