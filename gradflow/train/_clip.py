@@ -13,6 +13,9 @@ from .._checks import check_choice, check_float, check_int
 
 CLIP_NAMES = ("none", "global_norm", "value", "agc", "autoclip")
 
+# optax.global_norm is deprecated in favour of optax.tree.norm (optax >= 0.2.5)
+global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
+
 
 class PercentileClipState(NamedTuple):
     """State of :func:`percentile_clip`.
@@ -52,7 +55,7 @@ class MonitorState(NamedTuple):
 
 def _norm_zero(params) -> jax.Array:
     # a scalar with the dtype that global_norm of these params will have
-    return jnp.zeros_like(optax.global_norm(params))
+    return jnp.zeros_like(global_norm(params))
 
 
 def check_percentile(name: str, value: Any) -> float:
@@ -101,7 +104,7 @@ def percentile_clip(
 
     def update_fn(updates, state, params=None):
         del params
-        g = optax.global_norm(updates)
+        g = global_norm(updates)
         finite = jnp.isfinite(g)
         slot = state.count % size
         hist = jnp.where(finite, state.history.at[slot].set(g), state.history)
@@ -152,9 +155,9 @@ def monitor(
         return MonitorState(inner.init(params), z, z, jnp.zeros([], bool), zero, zero)
 
     def update_fn(updates, state, params=None):
-        before = optax.global_norm(updates)
+        before = global_norm(updates)
         new, inner_state = inner.update(updates, state.inner, params)
-        after = optax.global_norm(new)
+        after = global_norm(new)
         changed = jax.tree_util.tree_map(lambda a, b: jnp.any(a != b), updates, new)
         fired = jnp.any(
             jnp.stack([jnp.asarray(False), *jax.tree_util.tree_leaves(changed)])

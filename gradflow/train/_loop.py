@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -89,6 +90,7 @@ def train(
     grad_divergence_factor: float | None = None,
     batches: Batch | None = None,
     vmap_seeds: bool = True,
+    compiler_options: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on fresh batches of ``task`` inside one compiled ``lax.scan``.
 
@@ -124,6 +126,9 @@ def train(
         batches: train on these batches (a :class:`Batch` with a leading
             ``(steps,)`` axis on every field) instead of sampling ``task``.
         vmap_seeds: vmap a batch of keys (True) or loop over them (False).
+        compiler_options: passed to ``jax.jit`` (e.g.
+            ``{"xla_backend_optimization_level": 0}`` compiles several times
+            faster on CPU for short smoke runs).
 
     Returns:
         :class:`TrainResult` ``(params, log)``.
@@ -149,11 +154,12 @@ def train(
         grad_divergence_factor=grad_divergence_factor,
         batches=batches,
     )
+    jit = functools.partial(jax.jit, compiler_options=compiler_options)
     if not batched:
-        return jax.jit(run)(keys, batches)
+        return jit(run)(keys, batches)
     if vmap_seeds:
-        return jax.jit(jax.vmap(run, in_axes=(0, None)))(keys, batches)
-    one = jax.jit(run)
+        return jit(jax.vmap(run, in_axes=(0, None)))(keys, batches)
+    one = jit(run)
     outs = [one(k, batches) for k in keys]
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *outs)
 
