@@ -23,6 +23,7 @@ A coordinate may also override any scalar key of the section (e.g. ``"gain"``).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import warnings
@@ -271,7 +272,11 @@ def _resolve_point(section: Mapping[str, Any], coords: Mapping[str, Any]) -> dic
 
 
 def run_clipping_point(
-    section: Mapping[str, Any], coords: Mapping[str, Any], seeds: Sequence[int]
+    section: Mapping[str, Any],
+    coords: Mapping[str, Any],
+    seeds: Sequence[int],
+    *,
+    compiler_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
     """Train every seed of one condition (vmapped) and measure it.
 
@@ -280,6 +285,7 @@ def run_clipping_point(
         coords: the condition (see the module doc), e.g.
             ``{"clip": "global_norm", "threshold": 1.0, "lr": 0.01}``.
         seeds: the seeds; seed ``s`` uses ``jax.random.key(s)``.
+        compiler_options: passed to ``jax.jit`` (see :func:`gradflow.train.train`).
 
     Returns:
         ``(arrays, metrics)``. ``arrays`` (numpy, leading axis seed):
@@ -331,9 +337,10 @@ def run_clipping_point(
         record_every=cfg["record_every"],
         divergence_factor=cfg["divergence_factor"],
         grad_divergence_factor=cfg["grad_divergence_factor"],
+        compiler_options=compiler_options,
     )
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options)
     @jax.vmap
     def evaluate(p, k):
         batch = task.sample(jax.random.fold_in(k, 0x5EED), cfg["eval_batch_size"])
