@@ -29,31 +29,38 @@ def resolve_carry(cell: Cell, params: Any, xs: Any, carry: Any, name: str = "xs"
     expected = cell.initial_carry(batch, xs.dtype)
     if carry is None:
         return expected
-    want = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), expected)
     try:
-        got = jax.tree_util.tree_map(
-            lambda a: (tuple(jnp.shape(a)), jnp.result_type(a)), carry
-        )
-    except Exception as err:
+        leaves = [
+            (tuple(jnp.shape(a)), jnp.result_type(a))
+            for a in jax.tree_util.tree_leaves(carry)
+        ]
+    except TypeError as err:
         raise TypeError(f"carry must be a pytree of arrays, got {carry!r}") from err
     if jax.tree_util.tree_structure(carry) != jax.tree_util.tree_structure(expected):
         raise TypeError(
-            f"carry must have the structure of cell.initial_carry(batch_shape), "
-            f"{jax.tree_util.tree_structure(expected)}, got "
-            f"{jax.tree_util.tree_structure(carry)}"
+            f"carry must be shaped like cell.initial_carry({batch}), "
+            f"{_describe(expected)}, got {_describe(carry)}"
         )
-    shapes_w = [s for s, _ in jax.tree_util.tree_leaves(want, is_leaf=_is_pair)]
-    shapes_g = [s for s, _ in jax.tree_util.tree_leaves(got, is_leaf=_is_pair)]
-    if shapes_w != shapes_g:
+    want = [tuple(a.shape) for a in jax.tree_util.tree_leaves(expected)]
+    if want != [shape for shape, _ in leaves]:
         raise ValueError(
-            f"carry must have leaf shapes {shapes_w} for {name} of batch shape "
-            f"{batch}, got {shapes_g}"
+            f"carry must have leaf shapes {want} for {name} of batch shape "
+            f"{batch}, got {_describe(carry)}"
+        )
+    bad = [dtype for _, dtype in leaves if dtype != xs.dtype]
+    if bad:
+        raise TypeError(
+            f"carry must have the dtype of {name}, {xs.dtype}, got {bad[0]}"
         )
     return carry
 
 
-def _is_pair(x):
-    return isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], tuple)
+def _describe(tree: Any) -> str:
+    """``LSTMCarry(h=(8, 64), c=(8, 64))``: the structure with leaf shapes."""
+    try:
+        return repr(jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), tree))
+    except TypeError:
+        return f"{type(tree).__name__}"
 
 
 def unroll(
@@ -85,13 +92,19 @@ def unroll(
     """
     carry = resolve_carry(cell, params, xs, carry)
     chunk = _chunk_length(remat, xs.shape[0])
+    steps = xs.shape[0]
+    chunk = _chunk_length(remat, steps)
+    if chunk and chunk < steps:
+        return _scan_remat(cell, params, xs, carry, chunk)
     if cell.layers:
+        # One scan per layer: each layer's input projection is then a single
+        # matrix product over all steps, which is faster than stepping jointly.
         carries = []
         for layer, p, s in zip(cell.layers, params, carry, strict=True):
-            s, xs = _scan(layer, p, xs, s, chunk)
+            s, xs = _scan(layer, p, xs, s)
             carries.append(s)
         return tuple(carries), xs
-    return _scan(cell, params, xs, carry, chunk)
+    return _scan(cell, params, xs, carry)
 
 
 def _chunk_length(remat: bool | int, steps: int) -> int:
@@ -102,21 +115,33 @@ def _chunk_length(remat: bool | int, steps: int) -> int:
     return check_int("remat", remat)
 
 
-def _scan(cell: Cell, params, xs, carry, chunk: int):
-    xw = cell.project(params, xs)
+def _scan(cell: Cell, params, xs, carry):
+    def body(c, xw):
+        return cell.recur(params, c, xw)
 
-    def body(c, x):
-        return cell.recur(params, c, x)
+    return lax.scan(body, carry, cell.project(params, xs))
 
-    steps = xw.shape[0]
-    if not chunk or chunk >= steps:
-        return lax.scan(body, carry, xw)
+
+def _scan_remat(cell: Cell, params, xs, carry, chunk: int):
+    """Checkpointed chunks of ``chunk`` steps: the backward pass keeps one carry per
+    chunk and recomputes the chunk's steps.
+
+    The input projection happens inside each chunk (and a stack steps all its
+    layers jointly) so no ``(T, *batch, G*N)`` intermediate outlives a chunk.
+    """
+
+    @jax.checkpoint
+    def run(c, block):
+        return lax.scan(
+            lambda c, xw: cell.recur(params, c, xw), c, cell.project(params, block)
+        )
+
+    steps = xs.shape[0]
     n_chunks, rest = divmod(steps, chunk)
-    head = xw[: n_chunks * chunk].reshape(n_chunks, chunk, *xw.shape[1:])
-    scan_chunk = jax.checkpoint(lambda c, block: lax.scan(body, c, block))
-    carry, hs = lax.scan(scan_chunk, carry, head)
+    head = xs[: n_chunks * chunk].reshape(n_chunks, chunk, *xs.shape[1:])
+    carry, hs = lax.scan(run, carry, head)
     hs = hs.reshape(n_chunks * chunk, *hs.shape[2:])
     if rest:
-        carry, tail = lax.scan(body, carry, xw[n_chunks * chunk :])
+        carry, tail = run(carry, xs[n_chunks * chunk :])
         hs = jnp.concatenate([hs, tail], axis=0)
     return carry, hs

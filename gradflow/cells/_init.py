@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_float, check_int
 
@@ -80,11 +81,22 @@ def sparse(gain: float = 0.95, fan_in: int = 15) -> Initializer:
             jnp.zeros((rows, cols), bool).at[jnp.arange(rows)[:, None], keep].set(True)
         )
         w = jnp.where(mask, jax.random.normal(k_val, shape, jnp.float32), 0.0)
-        # eigvals runs on the host; initialisation happens once, outside any loop.
-        radius = jnp.max(jnp.abs(jnp.linalg.eigvals(jax.device_get(w))))
+        # A general eigensolver exists only on the host (not on GPU, not traceable);
+        # a callback keeps init usable under jit/vmap (e.g. one init per seed).
+        radius = jax.pure_callback(
+            _spectral_radius,
+            jax.ShapeDtypeStruct((), jnp.float32),
+            w,
+            vmap_method="sequential",
+        )
         return (gain * w / radius).astype(dtype)
 
     return init
+
+
+def _spectral_radius(w) -> np.ndarray:
+    w = np.asarray(w, np.float64)
+    return np.max(np.abs(np.linalg.eigvals(w))).astype(np.float32)
 
 
 def zeros() -> Initializer:
