@@ -200,7 +200,7 @@ def test_nonfinite_losses_heatmap_cells_and_histogram_are_flagged():
     z[1, 2], z[3, 0] = np.inf, np.nan
     fig = plots.grad_norm_heatmap(z)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert "2 non-finite cells hatched, not coloured" in texts
+    assert "hatched: non-finite, not coloured (1 NaN, 1 +∞)" in texts
     mesh = fig.axes[0].collections[0]
     assert np.ma.getmaskarray(mesh.get_array()).sum() == 2
     fig = plots.grad_norm_histogram(np.array([1.0, 2.0, np.inf, np.nan, 0.0]))

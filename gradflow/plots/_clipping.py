@@ -75,9 +75,9 @@ def loss_curves(
         c.legend(
             ax,
             bad,
-            title="threshold" if len(arrays) > 1 else None,
+            title="clipping" if len(arrays) > 1 else None,
             title_fontsize="x-small",
-            alignment="left",
+            below=len(arrays) > 3,
         )
         return finish(fig)
 
@@ -179,8 +179,12 @@ def clipping_summary(
         ticks = list(labels)
         if star is not None:
             ticks[star] += "\n(recommended)"
+        # Long names (e.g. "global_norm 0.1") would run into each other.
+        slant = n > 5 or sum(len(t) for t in labels) > 6 * n
         for ax in (ax1, ax2):
-            ax.set_xticks(x, ticks, rotation=30 if n > 5 else 0)
+            ax.set_xticks(
+                x, ticks, rotation=30 if slant else 0, ha="right" if slant else "center"
+            )
             ax.set_xlabel("clipping threshold")
             ax.grid(axis="x", visible=False)
             ax.set_xlim(-0.6, n - 0.4)

@@ -158,14 +158,22 @@ def nonfinite_handle(count: int) -> Line2D:
     )
 
 
-def legend(ax: Axes, nonfinite: int, **kwargs: Any) -> None:
-    """The axes' legend, plus a non-finite entry when some values were not drawn."""
+def legend(ax: Axes, nonfinite: int, *, below: bool = False, **kwargs: Any) -> None:
+    """The axes' legend, plus a non-finite entry when some values were not drawn.
+
+    ``below`` puts it under the axes, outside the data (for many dense lines).
+    """
     handles, labels = ax.get_legend_handles_labels()
     if nonfinite:
         h = nonfinite_handle(nonfinite)
         handles.append(h)
         labels.append(h.get_label())
-    if any(labels):
+    if not any(labels):
+        return
+    if below:
+        kwargs.setdefault("ncols", min(3, len(labels)))
+        ax.figure.legend(handles, labels, loc="outside lower center", **kwargs)
+    else:
         ax.legend(handles, labels, **kwargs)
 
 
@@ -178,14 +186,16 @@ def edges(centers: np.ndarray) -> np.ndarray:
     return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
 
 
-def hatch_nonfinite(ax: Axes, z: np.ndarray, xe: np.ndarray, ye: np.ndarray) -> int:
+def hatch_nonfinite(ax: Axes, z: np.ndarray, xe: np.ndarray, ye: np.ndarray) -> str:
     """Hatch behind a heat map so its non-finite (masked, unpainted) cells show.
 
     Returns:
-        The number of non-finite cells.
+        What was left out, e.g. ``"3 NaN, 1 −∞"`` (empty when every cell is finite).
     """
-    count = int((~np.isfinite(z)).sum())
-    if count:
+    kinds = [(np.isnan(z).sum(), "NaN"), ((z == np.inf).sum(), "+∞")]
+    kinds.append(((z == -np.inf).sum(), "−∞"))
+    text = ", ".join(f"{int(n)} {name}" for n, name in kinds if n)
+    if text:
         ax.add_patch(
             Rectangle(
                 (xe[0], ye[0]),
@@ -198,17 +208,16 @@ def hatch_nonfinite(ax: Axes, z: np.ndarray, xe: np.ndarray, ye: np.ndarray) -> 
                 zorder=0,
             )
         )
-    return count
+    return text
 
 
-def heat_note(ax: Axes, count: int) -> None:
-    """Say above a heat map how many cells are non-finite (hatched, not coloured)."""
-    if count:
-        noun = "cell" if count == 1 else "cells"
+def heat_note(ax: Axes, what: str) -> None:
+    """Say above a heat map which cells are non-finite (hatched, not coloured)."""
+    if what:
         ax.text(
             1.0,
             1.01,
-            f"{count} non-finite {noun} hatched, not coloured",
+            f"hatched: non-finite, not coloured ({what})",
             transform=ax.transAxes,
             ha="right",
             va="bottom",

@@ -16,6 +16,8 @@ from gradflow.results import Results
 LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size")
 MAX_LINES = 7
 
+_MISSING = object()
+
 _SYMBOLS = {"gain": "g", "length": "T", "hidden_size": "N", "lr": "lr"}
 
 
@@ -104,14 +106,23 @@ def pick(
             if k not in keep and _combos(records, [*line_keys, k]) <= max_lines:
                 line_keys.append(k)
     at = at or {}
-    fixed = {
-        k: at[k] if k in at and at[k] in v else representative(k, v)
-        for k, v in vary.items()
-        if k not in line_keys and k not in keep
-    }
-    chosen = [
-        r for r in records if all(r["coords"].get(k) == v for k, v in fixed.items())
-    ]
+    # Fix one coordinate at a time among the records still in play, so that a
+    # key only some conditions have (a threshold where clip = "none") is fixed
+    # only if a remaining record has it.
+    fixed: dict[str, Any] = {}
+    chosen = list(records)
+    for k in sorted(vary, key=lambda k: k not in at):  # ``at`` first
+        if k in line_keys or k in keep:
+            continue
+        values = []
+        for r in chosen:
+            v = r["coords"].get(k, _MISSING)
+            if v is not _MISSING and v not in values:
+                values.append(v)
+        if not values:
+            continue
+        fixed[k] = at[k] if k in at and at[k] in values else representative(k, values)
+        chosen = [r for r in chosen if r["coords"].get(k, _MISSING) == fixed[k]]
     return [(line_label(r["coords"], line_keys, records), r) for r in chosen], fixed
 
 

@@ -394,9 +394,14 @@ def _html(ctx: _Context) -> str:
         f"{len(ctx.figures)} figures. Results in <code>"
         f"{html.escape(str(res.directory))}</code>.</p>"
     )
-    rec = _recommendation(res)
-    if rec:
-        parts.append(f'<p class="recommend">{html.escape(rec)}</p>')
+    text, reason = recommended(res)
+    if text or reason:
+        head = (
+            f"<strong>Recommended clipping: {html.escape(text)}.</strong> "
+            if text
+            else ""
+        )
+        parts.append(f'<p class="recommend">{head}{html.escape(reason)}</p>')
     header, rows = _condition_table(res)
     if rows:
         parts.append("<h2>Summary</h2>")
