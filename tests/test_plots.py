@@ -247,6 +247,23 @@ def test_style_sizes_fonts_and_bad_arguments(tmp_path):
         plots.phase_diagram([1.0, 2.0], [10, 20], np.zeros((3, 2)))
 
 
+def test_saving_is_reproducible(tmp_path):
+    # No dates, fixed SVG ids: a remade figure has the same bytes.
+    first = [
+        p.read_bytes()
+        for p in plots.save(
+            plots.layer_heatmap(np.eye(3)), tmp_path / "a", ("pdf", "svg")
+        )
+    ]
+    again = [
+        p.read_bytes()
+        for p in plots.save(
+            plots.layer_heatmap(np.eye(3)), tmp_path / "b", ("pdf", "svg")
+        )
+    ]
+    assert first == again
+
+
 def test_plots_never_import_jax():
     code = (
         "import sys, numpy as np, gradflow.plots as p; "

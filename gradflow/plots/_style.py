@@ -36,6 +36,9 @@ _SAVE_RC: dict[str, Any] = {
     "pdf.fonttype": 42,
     "ps.fonttype": 42,
     "svg.fonttype": "none",
+    # Fixed ids and no dates: the same figure saves to the same bytes, so
+    # remade figures under version control only differ where the data do.
+    "svg.hashsalt": "gradflow",
     "savefig.bbox": "tight",
     "savefig.pad_inches": 0.02,
 }
@@ -216,7 +219,9 @@ def save(
     with matplotlib.rc_context(_SAVE_RC):
         for fmt in formats:
             buf = io.BytesIO()
-            metadata = {"Date": None} if fmt in ("pdf", "svg") else {}
+            metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(
+                fmt, {}
+            )
             fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
             path = stem.with_name(f"{stem.name}.{fmt}")
             atomic_write_bytes(path, buf.getvalue())

@@ -452,7 +452,10 @@ def recommended(results: Results) -> tuple[str | None, str]:
 
 
 #: ``name -> f(results) -> Figure | None``. A function returns None when the
-#: results hold no data for its figure. Names are the files in ``DIR/figures/``.
+#: results hold no data for its figure. Names are the files in ``DIR/figures/``
+#: and what ``[experiment] figures = [...]`` may list. When a figure shows only
+#: some conditions, its label (``fig.get_label()``) says which coordinates it
+#: holds fixed, e.g. "Shown at g = 1, T = 200." (the report adds it to the caption).
 FIGURES: dict[str, Callable[[Results], Figure | None]] = {
     "grad_norm_profile": grad_norm_profile,
     "jacobian_norm_profile": jacobian_norm_profile,
