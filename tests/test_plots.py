@@ -51,6 +51,12 @@ CASES = {
         r"\partial L/\partial h_t",
         "distance back in time",
     ),
+    "param_grad_share": (
+        lambda: plots.param_grad_share(np.full((2, T), 1.0 / T)),
+        "T-1-t",
+        r"W_{hh}",
+        "steps back from the end",
+    ),
     "grad_norm_heatmap": (
         lambda: plots.grad_norm_heatmap(RNG.normal(size=(2, 5, T))),
         "time step",
@@ -207,6 +213,19 @@ def test_nonfinite_losses_heatmap_cells_and_histogram_are_flagged():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == ["2 non-finite and 1 zero values not drawn"]
     assert sum(p.get_height() for p in fig.axes[0].patches) == 2
+
+
+def test_param_grad_share_is_cumulative_from_the_end():
+    share = np.zeros((1, 10))
+    share[0, -3:] = [0.2, 0.3, 0.5]  # t = 9 (k = 0) holds half the gradient
+    uniform = np.full((3, 10), 0.1)
+    fig = plots.param_grad_share({"last": share, "flat": uniform}, level=0.9)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata()[:4], [0.5, 0.8, 1, 1])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["last: k = 2", "flat: k = 8"]  # (k + 1) / 10 >= 0.9
+    with pytest.raises(ValueError, match="level"):
+        plots.param_grad_share(share, level=1.5)
 
 
 def test_lambda_max_marks_the_edge_of_chaos_crossing():

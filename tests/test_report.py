@@ -44,6 +44,7 @@ def measure_dir(d: Path, figures=None) -> dict[str, float]:
             "jacobian_log10_singular_values": ["seed", "lag", "k"],
             "lyapunov_exponents": ["seed", "k"],
             "lyapunov_running": ["seed", "step", "k"],
+            "param_grad_share": ["seed", "step"],
         },
     )
     rates = {}
@@ -68,6 +69,7 @@ def measure_dir(d: Path, figures=None) -> dict[str, float]:
                         "lyapunov_running": np.broadcast_to(
                             ex[:, None, :], (SEEDS, T, 3)
                         ),
+                        "param_grad_share": np.full((SEEDS, T), 1.0 / T),
                     },
                 )
                 half = math.log(2) / rate if rate > 0 else math.inf
@@ -229,6 +231,7 @@ def test_measure_report_has_every_supported_figure_and_the_table(tmp_path):
         "grad_norm_vs_length",
         "phase_diagram",
         "pascanu_bound",
+        "param_grad_share",
     }
     assert _figures(tmp_path) == {f"{n}.png" for n in expected}
     page = _check_html(tmp_path)

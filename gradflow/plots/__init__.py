@@ -23,7 +23,12 @@ from gradflow.plots._dynamics import (
     pascanu_bound,
     phase_diagram,
 )
-from gradflow.plots._profiles import grad_norm_heatmap, grad_norm_profile, layer_heatmap
+from gradflow.plots._profiles import (
+    grad_norm_heatmap,
+    grad_norm_profile,
+    layer_heatmap,
+    param_grad_share,
+)
 from gradflow.plots._style import (
     COLUMN_WIDTHS,
     PALETTE,
@@ -50,6 +55,7 @@ __all__ = [
     "loss_curves",
     "lyapunov_spectrum",
     "metric_against",
+    "param_grad_share",
     "pascanu_bound",
     "phase_diagram",
     "save",

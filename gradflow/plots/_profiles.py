@@ -233,3 +233,62 @@ def _heat(
     cbar = ax.figure.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
     cbar.set_label(label)
     cbar.outline.set_linewidth(0.4)
+
+
+def param_grad_share(
+    shares: Mapping[str, Any] | Any,
+    *,
+    level: float = 0.9,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """How much of ``∂L/∂W_hh`` comes from the last k steps, against k.
+
+    Plots the cumulative share ``Σ_{T−t ≤ k} share_t`` (median over seeds and
+    10-90% band): a curve that reaches 1 within a few steps means the weight's
+    gradient is dominated by short-term terms. The legend gives the k where the
+    median first reaches ``level``.
+
+    Args:
+        shares: ``label -> (seeds, T)`` (or ``(T,)``) per-step shares of
+            ``‖∂L/∂W_hh‖`` for t = 0..T−1 (``param_grad_share``; each row sums
+            to 1), or one such array.
+        level: the share whose reach is reported in the legend, in (0, 1].
+        column: ``"single"`` or ``"double"``.
+        style: a style name, rc mapping, or ``None``.
+
+    Returns:
+        The figure.
+    """
+    if isinstance(level, bool) or not isinstance(level, int | float):
+        raise TypeError(f"level must be a number in (0, 1], got {level!r}")
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got {level}")
+    data = c.labelled("shares", shares)
+    arrays = {k: c.seeds_first(f"shares[{k!r}]", v) for k, v in data.items()}
+    with use_style(style):
+        fig, ax = new_figure(column, 0.68)
+        bad = 0
+        for (label, vals), color in zip(
+            arrays.items(), c.colors(len(arrays)), strict=True
+        ):
+            T = vals.shape[1]
+            back = vals[:, ::-1]  # column k: the step k back from the end
+            # A non-finite share poisons every cumulative sum after it: mark it,
+            # and leave those sums out rather than draw them.
+            cum = np.cumsum(np.where(np.isfinite(back), back, np.nan), axis=1)
+            k = np.arange(T, dtype=np.float64)
+            med, lo, hi = c.band(cum)
+            reach = np.flatnonzero(med >= level - 1e-12)
+            text = f"{label}: " if label else ""
+            text += f"k = {int(k[reach[0]])}" if reach.size else f"k > {T - 1}"
+            ax.plot(k, med, color=color, label=text)
+            if vals.shape[0] > 1:
+                ax.fill_between(k, lo, hi, color=color, alpha=0.2, lw=0)
+            bad += c.mark_nonfinite(ax, k, back, color)
+        ax.axhline(level, color="black", lw=0.6, ls=":")
+        ax.set_ylim(0.0, 1.05)
+        ax.set_xlabel(r"steps back from the end, $k = T-1-t$")
+        ax.set_ylabel(r"share of $\|\partial L/\partial W_{hh}\|$ within $k$")
+        c.legend(ax, bad, title=f"{level:.0%} reached at", title_fontsize="x-small")
+        return finish(fig)

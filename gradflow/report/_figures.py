@@ -68,6 +68,11 @@ def jacobian_norm_profile(results: Results) -> Figure | None:
     return _shown_at(fig, fixed)
 
 
+def param_grad_share(results: Results) -> Figure | None:
+    data, fixed = _lines_of(results, "param_grad_share", axes=["seed", "step"])
+    return _shown_at(plots.param_grad_share(data), fixed) if data else None
+
+
 def _one_record(results: Results) -> dict[str, Any]:
     lines, _ = s.pick(results.records, max_lines=1, at=_clip_at(results))
     return lines[0][1]
@@ -462,6 +467,7 @@ FIGURES: dict[str, Callable[[Results], Figure | None]] = {
     "grad_norm_heatmap": grad_norm_heatmap,
     "layer_heatmap": layer_heatmap,
     "jacobian_singular_values": jacobian_singular_values,
+    "param_grad_share": param_grad_share,
     "lyapunov_spectrum": lyapunov_spectrum,
     "lambda_max_vs_gain": lambda_max_vs_gain,
     "decay_rate_vs_gain": decay_rate_vs_gain,
@@ -496,6 +502,11 @@ CAPTIONS: dict[str, str] = {
     "jacobian_singular_values": (
         "Top singular values of ∂s_T/∂s_t against lag: the gap between σ_1 and the "
         "rest shows how few directions still carry a gradient far back."
+    ),
+    "param_grad_share": (
+        "Share of the recurrent-weight gradient ‖∂L/∂W_hh‖ contributed by the last k "
+        "steps: a curve that reaches the dotted line within a few steps means the "
+        "weight learns from short-term terms only."
     ),
     "lyapunov_spectrum": (
         "Lyapunov exponents (left, nats per step) and their running estimates "
