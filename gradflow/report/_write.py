@@ -508,4 +508,5 @@ def _markdown(ctx: _Context) -> str:
         ]
     out += ["## Provenance", ""]
     out += [f"- {k}: {v}" for k, v in _provenance_rows(res)]
+    out += ["", "## Configuration", "", "```toml", _config_text(res).rstrip(), "```"]
     return "\n".join(out) + "\n"
