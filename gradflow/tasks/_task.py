@@ -45,7 +45,8 @@ class Task(NamedTuple):
         loss: ``loss(outputs, batch) -> ()``; ``outputs`` are raw readout values
             (logits for classification tasks).
         accuracy: ``accuracy(outputs, batch) -> ()``, a share in [0, 1].
-        chance_loss: the loss of the best input-blind predictor.
+        chance_loss: the loss of the task's baseline predictor, one that
+            ignores what must be remembered (each generator documents it).
         chance_accuracy: that predictor's expected accuracy.
     """
 

@@ -269,9 +269,11 @@ def _prepare(
             first = jnp.isnan(c.ref_loss) & finite & input_ok
             ref_loss = jnp.where(first, loss, c.ref_loss)
             ref_grad = jnp.where(first, gnorm, c.ref_grad)
-            blew_up = (
-                ~finite | (loss > factor * ref_loss) | (gnorm > grad_factor * ref_grad)
+            # a zero reference (a zero first loss or gradient) cannot grow by a factor
+            grew = ((loss > factor * ref_loss) & (ref_loss > 0)) | (
+                (gnorm > grad_factor * ref_grad) & (ref_grad > 0)
             )
+            blew_up = ~finite | grew
             diverge_now = c.alive & input_ok & blew_up
             take = c.alive & input_ok & ~blew_up
             new_params = optax.apply_updates(c.params, updates)

@@ -299,7 +299,8 @@ def run_clipping_point(
         ``eval_batch_size`` fresh sequences after training; NaN if diverged),
         ``clip_fraction`` (share of trained steps where clipping fired),
         ``grad_norm_p50``, ``grad_norm_p90``, ``grad_norm_p99`` (over trained
-        steps), ``bad_input_at`` (NaN if never).
+        steps), ``bad_input_at`` (NaN if never), ``chance_loss`` and
+        ``chance_accuracy`` (the task's, repeated per seed).
     """
     import jax
     import jax.numpy as jnp
@@ -387,6 +388,9 @@ def run_clipping_point(
         ),
         **{f"grad_norm_p{q}": np.asarray(v, float) for q, v in pct.items()},
         "bad_input_at": np.where(bad_at >= 0, bad_at.astype(float), never),
+        # constant per seed; lets the summary compare losses with chance
+        "chance_loss": np.full(n, task.chance_loss),
+        "chance_accuracy": np.full(n, task.chance_accuracy),
     }
     return arrays, {k: [float(x) for x in v] for k, v in metrics.items()}
 
@@ -437,8 +441,8 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             as :func:`run_clipping_point` returns them (``None`` = NaN).
 
     Returns:
-        ``{"thresholds": [...], "recommended": {...}}``. Each entry of
-        ``thresholds`` is one condition: ``id``, ``label``, ``clip``,
+        ``{"chance_loss", "thresholds": [...], "recommended": {...}}``. Each
+        entry of ``thresholds`` is one condition: ``id``, ``label``, ``clip``,
         ``threshold`` (the number, ``"none"`` or ``"autoclip"``), ``percentile``
         (AutoClip only), ``lr``, ``seeds``, ``divergence_rate``,
         ``diverged_seeds``, ``final_loss`` and ``final_accuracy`` (``min``,
@@ -449,8 +453,11 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         the ``id``, ``label``, ``clip``, ``threshold``, ``lr`` of the condition
         that never diverged with the lowest median final loss (or, if every
         condition diverged at least once, the lowest divergence rate), a
-        ``range`` ``[low, high]`` of the numeric thresholds of the same clip and
-        learning rate that never diverged, and a one-sentence ``reason``.
+        ``range`` ``[low, high]`` of the numeric thresholds at the same
+        learning rate that never diverged (or ``None``), and a one-sentence
+        ``reason``.
+        ``chance_loss`` is the task's chance-level loss (from the metrics), or
+        ``None``.
     """
     if not records:
         raise ValueError("records must hold at least one condition, got none")
@@ -492,7 +499,13 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if clip == "autoclip":
             entry["percentile"] = coords.get("percentile")
         entries.append(entry)
-    return {"thresholds": entries, "recommended": _recommend(entries)}
+    chance = [_median_or_none(_values(r["metrics"], "chance_loss")) for r in records]
+    chance_loss = next((c for c in chance if c is not None), None)
+    return {
+        "chance_loss": chance_loss,
+        "thresholds": entries,
+        "recommended": _recommend(entries, chance_loss),
+    }
 
 
 def _median_or_none(v: np.ndarray) -> float | None:
@@ -504,16 +517,16 @@ def _median_loss(e: Mapping[str, Any]) -> float:
     return e["final_loss"]["median"] if e["final_loss"] else math.inf
 
 
-def _recommend(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _recommend(
+    entries: list[dict[str, Any]], chance_loss: float | None
+) -> dict[str, Any]:
     stable = [e for e in entries if e["divergence_rate"] == 0 and e["final_loss"]]
     pool = stable or entries
     best = min(pool, key=lambda e: (e["divergence_rate"] or 0.0, _median_loss(e)))
     same = [
         e["threshold"]
         for e in stable
-        if e["clip"] == best["clip"]
-        and e["lr"] == best["lr"]
-        and not isinstance(e["threshold"], str)
+        if e["lr"] == best["lr"] and not isinstance(e["threshold"], str)
     ]
     rng = [min(same), max(same)] if same else None
     lr = f" at lr {best['lr']:g}" if best["lr"] is not None else ""
@@ -522,6 +535,8 @@ def _recommend(entries: list[dict[str, Any]]) -> dict[str, Any]:
         if best["final_loss"]
         else "no seed that finished"
     )
+    if best["final_loss"] and chance_loss is not None:
+        loss += f" (chance level {chance_loss:.4g})"
     none = [e for e in entries if e["clip"] == "none" and e["lr"] == best["lr"]]
     tail = (
         f"; without clipping {none[0]['diverged_seeds']} of {none[0]['seeds']} seeds "
