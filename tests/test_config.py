@@ -132,7 +132,7 @@ def test_quick_shrinks_and_applies_overrides():
     )
     q = sweep.quick(cfg)
     assert q["experiment"]["quick"] is True
-    assert q["grid"]["cell"] == ["rnn", "lstm"]
+    assert q["grid"]["cell"] == ["rnn"]
     assert q["grid"]["hidden_size"] == [8]
     assert q["grid"]["length"] == [24]
     assert q["grid"]["seeds"] == [0, 1]

@@ -21,7 +21,8 @@ def linear_config(**grid):
     """
     return sweep.validate(
         {
-            "experiment": {"name": "linear"},
+            # quick: compiled at -O0 like `gradflow run --quick` (faster here).
+            "experiment": {"name": "linear", "quick": True},
             "grid": {
                 "cell": "rnn",
                 "hidden_size": 4,
@@ -44,10 +45,19 @@ def linear_config(**grid):
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
+def compiled():
+    """Compiled point functions shared by this module's runs (one compile)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, compiled):
     out = tmp_path_factory.mktemp("full")
     seen = []
-    sweep.run(linear_config(), out, progress="none", on_point=seen.append)
+    sweep.run(
+        linear_config(), out, progress="none", on_point=seen.append, cache=compiled
+    )
+    assert len(compiled) == 1  # three gains, one compiled function
     return out, seen
 
 
@@ -102,20 +112,28 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_is_identical(full_run, tmp_path):
+def test_resume_after_interruption_is_identical(full_run, compiled, tmp_path):
     reference = all_arrays(full_run[0])
 
     def stop_after_one(pid):
         raise Interrupt(pid)
 
     with pytest.raises(Interrupt):
-        sweep.run(linear_config(), tmp_path, progress="none", on_point=stop_after_one)
+        sweep.run(
+            linear_config(),
+            tmp_path,
+            progress="none",
+            on_point=stop_after_one,
+            cache=compiled,
+        )
     assert len(results.read_metrics(tmp_path)) == 1
     assert len(list((tmp_path / "points").glob("*.npz"))) == 1
     assert not list((tmp_path / "points").glob(".*tmp"))  # no half-written files
 
     seen = []
-    sweep.run(linear_config(), tmp_path, progress="none", on_point=seen.append)
+    sweep.run(
+        linear_config(), tmp_path, progress="none", on_point=seen.append, cache=compiled
+    )
     assert len(seen) == len(GAINS) - 1  # the finished point was skipped
     resumed = all_arrays(tmp_path)
     assert resumed.keys() == reference.keys()
@@ -127,7 +145,9 @@ def test_resume_after_interruption_is_identical(full_run, tmp_path):
     lost = sorted(reference)[1]
     results.point_path(tmp_path, lost).unlink()
     seen.clear()
-    sweep.run(linear_config(), tmp_path, progress="none", on_point=seen.append)
+    sweep.run(
+        linear_config(), tmp_path, progress="none", on_point=seen.append, cache=compiled
+    )
     assert seen == [lost]
     for name, value in reference[lost].items():
         np.testing.assert_array_equal(results.load_point(tmp_path, lost)[name], value)
@@ -148,20 +168,20 @@ def test_different_config_is_refused(full_run, tmp_path):
         sweep.run(linear_config(), out, quick=True, progress="none")
 
 
-def test_force_replaces_and_progress_lines(tmp_path, capsys):
+def test_force_replaces_and_progress_lines(compiled, tmp_path):
     import io
 
     stream = io.StringIO()
-    small = linear_config(gain=[1.25], seeds=1)
-    sweep.run(small, tmp_path, progress=sweep.Progress("lines", stream))
+    small = linear_config(gain=[1.25])
+    sweep.run(small, tmp_path, progress=sweep.Progress("lines", stream), cache=compiled)
     text = stream.getvalue()
     assert "linear: 1 points" in text and "[1/1] cell=rnn" in text
     assert "points/s" in text and "s left" in text
-    bigger = linear_config(gain=[0.5], seeds=1)
+    bigger = linear_config(gain=[0.5], length=T)
     with pytest.raises(ValueError, match="--force"):
         sweep.run(bigger, tmp_path, progress="none")
-    sweep.run(bigger, tmp_path, progress="none", force=True)
+    sweep.run(bigger, tmp_path, progress="none", force=True, cache=compiled)
     res = results.load(tmp_path)
     assert [r["coords"]["gain"] for r in res.records] == [0.5]
     assert len(list((tmp_path / "points").glob("*.npz"))) == 1
-    assert json.loads((tmp_path / "provenance.json").read_text())["seeds"] == [0]
+    assert json.loads((tmp_path / "provenance.json").read_text())["seeds"] == [0, 1, 2]

@@ -59,10 +59,11 @@ CELL_DEFAULTS: dict[str, Any] = {
 
 INPUT_DEFAULTS: dict[str, Any] = {"size": 8, "scale": 1.0}
 
-#: What ``--quick`` keeps: two seeds, two cells, one value of every other
-#: shape axis (the first init and input, the shortest length and narrowest
-#: width, capped), the first and last gain; so any config runs in seconds.
-QUICK_LIMITS = {"seeds": 2, "cells": 2, "length": 24, "hidden_size": 8}
+#: What ``--quick`` keeps: two seeds, one value of every shape axis (the first
+#: cell, init and input, the shortest length and narrowest width, capped) and
+#: the first and last gain (gains share one compiled function); so any config
+#: runs in seconds. A config's ``[quick]`` table can override any axis.
+QUICK_LIMITS = {"seeds": 2, "cells": 1, "length": 24, "hidden_size": 8}
 
 SECTIONS_MEASURE = ("experiment", "grid", "cell", "input", "measure", "quick")
 
@@ -395,7 +396,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
 def quick(config: Mapping[str, Any]) -> dict[str, Any]:
     """Shrink a resolved config so it runs in seconds (``gradflow run --quick``).
 
-    Keeps two seeds, two cells, the first init and input, the shortest length
+    Keeps two seeds, the first cell, init and input, the shortest length
     (at most 24) and narrowest width (at most 8), the first and last gain; then
     applies the config's own ``[quick]`` overrides. The result is marked
     ``experiment.quick = true`` so it never resumes into a full run's directory.

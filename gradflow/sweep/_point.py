@@ -109,81 +109,142 @@ def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]
     return lambda hs: jnp.sum(hs @ readout)
 
 
+#: How each measurement runs its seeds on CPU, from benchmarks/bench_sweep.py:
+#: ``vmap`` where one batched program is faster; ``lax.map`` for the Jacobian
+#: products, whose ``vmap`` over per-seed weights is many times slower (XLA:CPU
+#: runs the batched small matrix products without its fast GEMM path).
+AUTO_BATCHING = {
+    "grad_norms": "vmap",
+    "lyapunov": "vmap",
+    "jacobian_norms": "map",
+    "jacobian_singular_values": "map",
+    "param_grad_by_step": "vmap",
+}
+
+BATCHINGS = ("auto", "vmap", "map")
+
+
 def point_function(
     config: Mapping[str, Any],
     coords: Mapping[str, Any],
     *,
     sharding=None,
-    batching: str = "vmap",
+    batching: str = "auto",
     compiler_options: dict[str, Any] | None = None,
 ) -> Callable[[jax.Array, Any, jax.Array], tuple[dict, dict]]:
     """A compiled ``f(seeds (S,), params, gain) -> (arrays, metrics)``.
 
     ``params`` is ``None`` (each seed's params are made inside from its key) or,
     for :data:`HOST_INITS`, the stacked params from :func:`host_params`.
+    Every output has a leading seed axis (``S``, a multiple of the number of
+    devices in ``sharding``'s mesh).
 
-    Every output has a leading seed axis. ``batching`` is ``"vmap"`` (one
-    batched computation) or ``"map"`` (``lax.map``, a loop inside one program).
+    ``batching``: ``"vmap"`` (every measurement as one batched computation),
+    ``"map"`` (``lax.map`` over each device's seeds, ``vmap`` across devices),
+    or ``"auto"`` (per measurement, :data:`AUTO_BATCHING`).
     """
+    if batching not in BATCHINGS:
+        raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
     cell = build_cell(config, coords)
     measure = config["measure"]
     length = coords["length"]
     size = config["input"]["size"]
     scale = config["input"]["scale"]
     activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
+    shards = 1 if sharding is None else int(sharding.mesh.size)
 
-    def one(seed, params, gain):
+    def prepare(seed, params, gain):
         k_p, k_x, k_u = seed_keys(seed)
         if params is None:
             params = cell.init(k_p, size)
         params = {**params, "W_hh": gain * params["W_hh"]}
         xs = sample_input(coords["input"], k_x, (length, size), scale)
         u = jax.random.normal(k_u, (cell.hidden_size,))
-        u = u / jnp.linalg.norm(u)
+        return params, xs, u / jnp.linalg.norm(u)
+
+    def grad_norms(params, xs, u):
+        loss_fn = make_loss(measure["grad_norms"]["loss"], u)
+        # Log space: plain norms underflow float32 within a few hundred steps.
+        log10 = gf.hidden_grad_norms(cell, params, xs, loss_fn, log10=True)
+        fit = gf.decay_rate(log10, log10=True)
+        metrics = {
+            "log10_grad_norm_step0": log10[0],
+            "decay_rate": fit.rate,
+            "half_life": fit.half_life,
+        }
+        return {"log10_grad_norms": log10}, metrics
+
+    def jacobian_norms(params, xs, u):
+        jac = gf.jacobian_norms(cell, params, xs)
+        return {"jacobian_log10_norms": jac.log10_norms}, {}
+
+    def jacobian_singular_values(params, xs, u):
+        k = measure["jacobian_singular_values"]["k"]
+        spec = gf.jacobian_singular_values(cell, params, xs, k=k)
+        return {"jacobian_log10_singular_values": spec.log10_singular_values}, {}
+
+    def lyapunov(params, xs, u):
+        opts = measure["lyapunov"]
+        lyap = gf.lyapunov_spectrum(
+            cell, params, xs, k=opts["k"], warmup=opts["warmup"]
+        )
+        arrays = {
+            "lyapunov_exponents": lyap.exponents,
+            "lyapunov_running": lyap.running,
+        }
+        return arrays, {"lambda_max": lyap.exponents[0]}
+
+    def param_grad_by_step(params, xs, u):
+        loss = measure.get("grad_norms", {}).get("loss", "last_linear")
+        by_step = gf.param_grad_by_step(cell, params, xs, make_loss(loss, u))
+        return {"param_grad_share": by_step.share["W_hh"]}, {}
+
+    def bound(params, xs, u):
+        b = gf.vanishing_bound(cell, params, activation)
+        return {}, {"sigma_max_whh": b.sigma_max, "pascanu_bound": b.bound}
+
+    parts = {
+        "grad_norms": grad_norms,
+        "jacobian_norms": jacobian_norms,
+        "jacobian_singular_values": jacobian_singular_values,
+        "lyapunov": lyapunov,
+        "param_grad_by_step": param_grad_by_step,
+    }
+    chosen = [(parts[name], _mode(batching, name)) for name in measure]
+
+    def batched(seeds, params, gain):
+        inputs = jax.vmap(prepare, in_axes=(0, 0, None))(seeds, params, gain)
         arrays: dict[str, jax.Array] = {}
         metrics: dict[str, jax.Array] = {}
-        if "grad_norms" in measure:
-            loss_fn = make_loss(measure["grad_norms"]["loss"], u)
-            # Log space: plain norms underflow float32 within a few hundred steps.
-            log10 = gf.hidden_grad_norms(cell, params, xs, loss_fn, log10=True)
-            arrays["log10_grad_norms"] = log10
-            metrics["log10_grad_norm_step0"] = log10[0]
-            fit = gf.decay_rate(log10, log10=True)
-            metrics["decay_rate"] = fit.rate
-            metrics["half_life"] = fit.half_life
-        if "jacobian_norms" in measure:
-            jac = gf.jacobian_norms(cell, params, xs)
-            arrays["jacobian_log10_norms"] = jac.log10_norms
-        if "jacobian_singular_values" in measure:
-            k = measure["jacobian_singular_values"]["k"]
-            spec = gf.jacobian_singular_values(cell, params, xs, k=k)
-            arrays["jacobian_log10_singular_values"] = spec.log10_singular_values
-        if "lyapunov" in measure:
-            opts = measure["lyapunov"]
-            lyap = gf.lyapunov_spectrum(
-                cell, params, xs, k=opts["k"], warmup=opts["warmup"]
-            )
-            arrays["lyapunov_exponents"] = lyap.exponents
-            arrays["lyapunov_running"] = lyap.running
-            metrics["lambda_max"] = lyap.exponents[0]
-        if "param_grad_by_step" in measure:
-            loss = measure.get("grad_norms", {}).get("loss", "last_linear")
-            by_step = gf.param_grad_by_step(cell, params, xs, make_loss(loss, u))
-            arrays["param_grad_share"] = by_step.share["W_hh"]
-        bound = gf.vanishing_bound(cell, params, activation)
-        metrics["sigma_max_whh"] = bound.sigma_max
-        metrics["pascanu_bound"] = bound.bound
+        for fn, mode in [*chosen, (bound, "vmap")]:
+            a, m = _batch(fn, mode, shards, sharding)(*inputs)
+            arrays.update(a)
+            metrics.update(m)
         return arrays, metrics
 
-    if batching == "vmap":
-        batched = jax.vmap(one, in_axes=(0, 0, None))
-    elif batching == "map":
-
-        def batched(seeds, params, gain):
-            return lax.map(lambda a: one(a[0], a[1], gain), (seeds, params))
-
-    else:
-        raise ValueError(f"batching must be 'vmap' or 'map', got {batching!r}")
     if sharding is None:
         return jax.jit(batched, compiler_options=compiler_options)
     return jax.jit(batched, out_shardings=sharding, compiler_options=compiler_options)
+
+
+def _mode(batching: str, name: str) -> str:
+    return AUTO_BATCHING[name] if batching == "auto" else batching
+
+
+def _batch(fn: Callable, mode: str, shards: int, sharding) -> Callable:
+    """Run ``fn`` over a leading seed axis: ``vmap``, or per device ``lax.map``."""
+    if mode == "vmap":
+        return jax.vmap(fn)
+
+    def mapped(*args):
+        # (S, ...) -> (devices, S / devices, ...): vmap across the devices (one
+        # row each once sharded), a sequential lax.map over each device's seeds.
+        split = jax.tree_util.tree_map(
+            lambda a: a.reshape(shards, a.shape[0] // shards, *a.shape[1:]), args
+        )
+        if sharding is not None:
+            split = jax.lax.with_sharding_constraint(split, sharding)
+        out = jax.vmap(lambda *xs: lax.map(lambda a: fn(*a), xs))(*split)
+        return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), out)
+
+    return mapped

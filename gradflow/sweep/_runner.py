@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import tomllib
@@ -126,13 +127,15 @@ def run(
     force: bool = False,
     devices: Sequence[Any] | None = None,
     on_point: Callable[[str], None] | None = None,
-    batching: str = "vmap",
+    batching: str = "auto",
+    cache: dict | None = None,
 ) -> Path:
     """Run every point of an experiment into a results directory.
 
     Each point (one condition, all its seeds) is one call of a function compiled
-    once per shape signature; its seeds are ``vmap``-ed and sharded over a 1-D
-    device mesh (padded to a multiple of the device count). A point's arrays
+    once per shape signature (points differing only in gain share it); its
+    seeds are batched (``vmap``/``lax.map``) and sharded over a 1-D device mesh
+    (padded to a multiple of the device count). A point's arrays
     go to ``out/points/<id>.npz`` atomically and its metrics to
     ``metrics.jsonl``; points already there are skipped, so re-running an
     interrupted command finishes it with the same numbers.
@@ -147,8 +150,12 @@ def run(
         devices: the devices to shard seeds over (default: all JAX sees,
             across hosts after ``jax.distributed.initialize()``).
         on_point: called with each finished point's id (after it is written).
-        batching: ``"vmap"`` (default; faster on CPU, see benchmarks) or
-            ``"map"`` (``lax.map``).
+        batching: how seeds are batched: ``"auto"`` (default: ``vmap`` or
+            ``lax.map`` per measurement, whichever the CPU benchmark found
+            faster), ``"vmap"`` or ``"map"``.
+        cache: a dict to keep compiled point functions in; pass the same dict
+            to several runs in one process (e.g. a run and its resumption) and
+            they compile each shape once. ``None``: a fresh one per call.
 
     Returns:
         ``out`` as a ``Path``.
@@ -172,7 +179,14 @@ def run(
         # A quick run is a smoke test of tiny shapes: compile time dominates.
         compiler_options = dict(QUICK_COMPILER_OPTIONS)
     return _run_measure(
-        config, out, reporter, devices, on_point, batching, compiler_options
+        config,
+        out,
+        reporter,
+        devices,
+        on_point,
+        batching,
+        compiler_options,
+        {} if cache is None else cache,
     )
 
 
@@ -204,7 +218,7 @@ def _start_provenance(out: Path, seeds: list[int], devices) -> tuple[dict, float
 
 
 def _run_measure(
-    config, out, reporter, devices, on_point, batching, compiler_options
+    config, out, reporter, devices, on_point, batching, compiler_options, cache
 ) -> Path:
     import jax
 
@@ -243,13 +257,16 @@ def _run_measure(
             sig = signature(config, point.coords)
             if sig != current:
                 current = sig
-                fn = point_function(
-                    config,
-                    point.coords,
-                    sharding=sharding,
-                    batching=batching,
-                    compiler_options=compiler_options,
-                )
+                key = _cache_key(config, sig, devices, batching, compiler_options)
+                if key not in cache:
+                    cache[key] = point_function(
+                        config,
+                        point.coords,
+                        sharding=sharding,
+                        batching=batching,
+                        compiler_options=compiler_options,
+                    )
+                fn = cache[key]
                 params = None
                 if point.coords["init"] in HOST_INITS:
                     cell = build_cell(config, point.coords)
@@ -275,6 +292,15 @@ def _run_measure(
         if _is_writer():
             results.atomic_write_json(out / results.PROVENANCE, prov)
     return out
+
+
+def _cache_key(config, sig, devices, batching, compiler_options) -> str:
+    """Everything that shapes a point's compiled function, as one string."""
+    shaping = {k: config[k] for k in ("cell", "input", "measure")}
+    return json.dumps(
+        [shaping, sig, [str(d) for d in devices], batching, compiler_options],
+        sort_keys=True,
+    )
 
 
 def _pad(seeds: list[int], multiple: int) -> np.ndarray:
