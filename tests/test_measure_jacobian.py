@@ -1,0 +1,148 @@
+"""gf.jacobian_norms / gf.jacobian_singular_values against closed forms and SVD."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import gradflow as gf
+
+
+def linear_rnn(w):
+    cell = gf.cells.rnn(w.shape[0], "linear", bias_init="zeros")
+    params = cell.init(jax.random.key(0), 1, dtype=w.dtype)
+    return cell, {**params, "W_hh": w}
+
+
+def rand_orthogonal(n, seed=0):
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))[0]
+
+
+def explicit_products(cell, params, xs):
+    """float64 numpy ``∂s_T/∂s_t`` for one sequence ``xs (T, D)``, every t."""
+    carry = cell.initial_carry((), xs.dtype)
+    s, unravel = ravel_pytree(carry)
+
+    def f(s, x):
+        return ravel_pytree(cell.step(params, unravel(s), x)[0])[0]
+
+    step, jac = jax.jit(f), jax.jit(jax.jacfwd(f))
+    jacs = []
+    for x in xs:
+        jacs.append(np.asarray(jac(s, x), np.float64))
+        s = step(s, x)
+    out, m = [], np.eye(s.shape[0])
+    for j in reversed(jacs):
+        m = m @ j
+        out.append(m)
+    return out[::-1]
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("method", ["power", "eigh", "svd"])
+def test_scaled_orthogonal_closed_form(method):
+    """W_hh = ρQ: log10‖∂h_T/∂h_t‖ = (T − t) log10 ρ."""
+    steps, rho = 60, 0.9
+    cell, params = linear_rnn(jnp.asarray(rho * rand_orthogonal(6)))
+    xs = jnp.ones((steps, 2, 1), jnp.float64)
+    jac = jax.jit(lambda p, x: gf.jacobian_norms(cell, p, x, method=method))(params, xs)
+    want = (steps - np.arange(steps)) * np.log10(rho)
+    assert jac.log10_norms.shape == (steps, 2)
+    np.testing.assert_array_equal(jac.lags, steps - np.arange(steps))
+    np.testing.assert_allclose(jac.log10_norms, np.stack([want, want], 1), atol=1e-9)
+
+
+def test_rho_1_05_over_2000_steps_is_finite_in_float32():
+    """1.05^2000 ≈ 10^42.4 overflows float32; the log-space product does not."""
+    steps, rho = 2000, 1.05
+    q = rand_orthogonal(8, seed=1).astype(np.float32)
+    cell, params = linear_rnn(jnp.asarray(rho * q))
+    xs = jnp.zeros((steps, 1), jnp.float32)
+    out = jax.jit(lambda p, x: gf.jacobian_norms(cell, p, x))(params, xs).log10_norms
+    want = (steps - np.arange(steps)) * np.log10(rho)
+    assert out.dtype == jnp.float32
+    assert np.all(np.isfinite(out))
+    assert abs(float(out[0]) - 42.3786) < 1e-3
+    np.testing.assert_allclose(out, want, atol=1e-3)
+
+
+def test_lstm_zero_weights_forget_bias_cell_path():
+    """c_{t+1} = σ(b) c_t: the cell path gives σ(b)^(T−t).
+
+    With all weights zero the state Jacobian is [[0, ½σ(b)], [0, σ(b)]] ⊗ I
+    (rows h', c'; columns h, c), whose (T−t)-th power has norm
+    σ(b)^(T−t) · √(1 + ¼). The top singular values are all that (N of them).
+    """
+    n, steps, b = 4, 2000, 3.0
+    cell = gf.cells.lstm(
+        n, recurrent_init="zeros", input_init="zeros", bias_init="zeros", forget_bias=b
+    )
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (steps, 2))
+    log_sig = np.log10(1.0 / (1.0 + np.exp(-b)))
+    want = (steps - np.arange(steps)) * log_sig + 0.5 * np.log10(1.25)
+    out = jax.jit(lambda p, x: gf.jacobian_norms(cell, p, x))(params, xs).log10_norms
+    assert np.all(np.isfinite(out)) and float(out[0]) < -40
+    np.testing.assert_allclose(out, want, atol=1e-3)
+    spec = jax.jit(lambda p, x: gf.jacobian_singular_values(cell, p, x, k=n))(
+        params, xs[:50]
+    )
+    short = (50 - np.arange(50)) * log_sig + 0.5 * np.log10(1.25)
+    np.testing.assert_allclose(
+        spec.log10_singular_values, np.repeat(short[:, None], n, 1), atol=1e-4
+    )
+
+
+CELLS = {
+    "rnn": lambda: gf.cells.rnn(6, recurrent_init="gaussian", gain=1.2),
+    "rnn-orth": lambda: gf.cells.rnn(6, recurrent_init="orthogonal"),
+    "lstm": lambda: gf.cells.lstm(5),
+    "gru": lambda: gf.cells.gru(6),
+    "stack": lambda: gf.cells.stack([gf.cells.gru(3), gf.cells.lstm(3)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_norms_and_singular_values_match_explicit_svd(kind):
+    """Every lag, every cell, batch of 2: exact to 1e-3 in log10 against SVD.
+
+    T = 120 so that most steps of the default method take the bracketed
+    subspace iteration rather than its exact fallback (checked below).
+    """
+    from gradflow._measure._common import state_size
+    from gradflow._measure._jacobian import _certified_norms
+
+    cell = CELLS[kind]()
+    params = cell.init(jax.random.key(2), 3)
+    steps = 120
+    xs = jax.random.normal(jax.random.key(3), (steps, 2, 3))
+    norms = jax.jit(lambda p, x: gf.jacobian_norms(cell, p, x))(params, xs)
+    spec = jax.jit(lambda p, x: gf.jacobian_singular_values(cell, p, x, k=3))(
+        params, xs
+    )
+    assert spec.log10_singular_values.shape == (steps, 2, 3)
+    for b in range(2):
+        mats = explicit_products(cell, params, xs[:, b])
+        sv = np.log10(np.stack([np.linalg.svd(m, compute_uv=False) for m in mats]))
+        np.testing.assert_allclose(norms.log10_norms[:, b], sv[:, 0], atol=1e-3)
+        # Values within two decades of the float32 rounding floor are not promised.
+        resolved = sv[:, :3] > np.asarray(spec.log10_floor[:, b, None]) + 2
+        assert resolved[:, 0].all() and resolved[:, 1].sum() >= 20
+        got = np.asarray(spec.log10_singular_values[:, b])
+        np.testing.assert_allclose(got[resolved], sv[:, :3][resolved], atol=1e-3)
+        assert np.all(spec.log10_floor[:, b] < sv[:, 0] - 5)
+
+    if kind != "rnn-orth":  # a flat spectrum never brackets tightly: exact path
+        _, tight = jax.jit(
+            lambda p, x: _certified_norms(
+                cell,
+                p,
+                cell.project(p, x),
+                cell.initial_carry((2,)),
+                state_size(cell, x.dtype),
+                min(8, state_size(cell, x.dtype)),
+                2,
+            )
+        )(params, xs)
+        assert np.mean(np.asarray(tight)) > 0.5
