@@ -91,11 +91,11 @@ def test_monitor_norm_and_profile_match_direct_computation():
         record_every=2,
         compiler_options=FAST,
     )
-    net = gf.train.network(cell, task)
+    net = gf.train.model_for(cell, task)
     k_init, k_data, k_prof = jax.random.split(key, 3)
     params = net.init(k_init)
     batch = task.sample(jax.random.fold_in(k_data, 0), 5)
-    grads = jax.jit(jax.grad(lambda p: task.loss(net.apply(p, batch.xs), batch)))(
+    grads = jax.jit(jax.grad(lambda p: task.loss(net.logits(p, batch.xs), batch)))(
         params
     )
     assert float(log.grad_norm[0]) == pytest.approx(
@@ -117,17 +117,21 @@ def test_monitor_norm_and_profile_match_direct_computation():
     )
 
 
-def test_vmapped_seeds_equal_a_python_loop_and_tokens_train():
+def test_vmapped_seeds_equal_a_python_loop_with_the_sentiment_classifier():
     task = gf.tasks.sentiment(8, vocab_size=16)
     keys = jax.random.split(jax.random.key(4), 2)
     kw = dict(steps=3, learning_rate=0.01, batch_size=4, record_every=3)
     kw.update(compiler_options=FAST)
-    a = gf.train.train(gf.cells.gru(4), task, "sgd", key=keys, **kw)
-    b = gf.train.train(gf.cells.gru(4), task, "sgd", key=keys, vmap_seeds=False, **kw)
+    model = gf.models.sentiment_classifier(16, 4, 4)  # Embedding → LSTM → Dense
+    a = gf.train.train(model, task, "sgd", key=keys, **kw)
+    b = gf.train.train(model, task, "sgd", key=keys, vmap_seeds=False, **kw)
     assert a.log.loss.shape == (2, 3) and a.log.profile.shape == (2, 2, 8)
     np.testing.assert_allclose(a.log.loss, b.log.loss, rtol=1e-5)
     np.testing.assert_allclose(
-        a.params["embed"], b.params["embed"], rtol=1e-5, atol=1e-6
+        a.params["embedding"]["weight"],
+        b.params["embedding"]["weight"],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -149,6 +153,11 @@ def test_optimizer_names():
         (dict(key=0), TypeError, "key must be a jax.random key"),
         (dict(task="adding"), TypeError, "task must be a gradflow.tasks.Task"),
         (dict(model="rnn"), TypeError, "model must be a gradflow Cell"),
+        (
+            dict(model=gf.models.seq2seq(gf.cells.rnn(4), 1, input_size=2)),
+            ValueError,
+            "readout must be 'last'",
+        ),
     ],
 )
 def test_bad_input(kwargs, err, match):

@@ -15,9 +15,10 @@ from jax import lax
 from .._checks import check_float, check_int
 from .._measure import hidden_grad_norms
 from ..cells import Cell
+from ..models import Model
 from ..tasks import Batch, Task
 from ._clip import monitor
-from ._network import Network, network
+from ._network import check_fits, model_for
 from ._optim import optimizer as resolve_optimizer
 
 
@@ -75,7 +76,7 @@ class _Carry(NamedTuple):
 
 
 def train(
-    model: Cell | Network,
+    model: Cell | Model,
     task: Task,
     optimizer: str | optax.GradientTransformation = "adam",
     *,
@@ -103,8 +104,10 @@ def train(
     Python branching: updates are masked with ``jnp.where``).
 
     Args:
-        model: a cell (wired to the task by a linear readout, plus an embedding
-            for token tasks) or a :class:`Network`.
+        model: a cell (wired to the task by :func:`model_for`) or a
+            :class:`gradflow.models.Model` that fits the task (e.g.
+            ``gf.models.sentiment_classifier(vocab)`` for ``gf.tasks.sentiment``);
+            the task's loss gets the model's logits (before its activation).
         task: a :class:`gradflow.tasks.Task`.
         optimizer: a name (see :func:`optimizer`) or an optax transform.
         key: one key, or a batch of keys ``(S,)``: then ``S`` independent seeds
@@ -186,12 +189,13 @@ def _prepare(
             f"got {type(task).__name__}"
         )
     if isinstance(model, Cell):
-        net = network(model, task)
-    elif isinstance(model, Network):
+        net = model_for(model, task)
+    elif isinstance(model, Model):
         net = model
+        check_fits(net, task)
     else:
         raise TypeError(
-            f"model must be a gradflow Cell or a gf.train Network, got "
+            f"model must be a gradflow Cell or a gf.models.Model, got "
             f"{type(model).__name__}"
         )
     steps = check_int("steps", steps)
@@ -223,7 +227,7 @@ def _prepare(
         _check_batches(batches, steps)
 
     def objective(params, batch):
-        outputs = net.apply(params, batch.xs)
+        outputs = net.logits(params, batch.xs)
         return task.loss(outputs, batch), task.accuracy(outputs, batch)
 
     def profile(params, batch):

@@ -1,78 +1,60 @@
-"""A cell with the input embedding and readout a task needs (a minimal model).
-
-Private: :func:`gradflow.train.train` builds one from a cell and a task.
-"""
+"""Wiring a cell to a task: the model (``gf.models``) a task's loss expects."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
-
-import jax
-import jax.numpy as jnp
-
-from .._unroll import check_cell, unroll
+from .._checks import check_int
+from .._unroll import check_cell
 from ..cells import Cell
+from ..models import Model, seq2seq, seq2vec
 from ..tasks import Task
 
 
-class Network(NamedTuple):
-    """``xs → inputs → cell → head``: pure functions over a params dict.
+def model_for(cell: Cell, task: Task, *, embed_size: int = 32) -> Model:
+    """The :mod:`gradflow.models` model that fits ``task`` around ``cell``.
 
-    Attributes:
-        cell: the recurrent cell.
-        init: ``init(key) -> params`` with ``params["cell"]`` the cell's params,
-            ``params["readout"] = {"W": (out, N), "b": (out,)}`` and, for token
-            tasks, ``params["embed"] (vocab, embed_size)``.
-        inputs: ``inputs(params, xs) -> (T, *batch, D)`` floats for the cell.
-        head: ``head(params, hs (T, *batch, N)) -> outputs`` (the task's readout).
-    """
+    ``seq2vec`` for tasks read out at the last step, ``seq2seq`` for per-step
+    tasks; an ``Embedding(vocab, embed_size)`` front end for token tasks; a
+    ``Dense(task.output_size)`` readout without activation (the task's loss
+    takes logits).
 
-    cell: Cell
-    init: Callable[[jax.Array], Any]
-    inputs: Callable[[Any, jax.Array], jax.Array]
-    head: Callable[[Any, jax.Array], jax.Array]
-
-    def apply(self, params, xs):
-        """Outputs of the network for ``xs`` (the task's ``Batch.xs``)."""
-        _, hs = unroll(self.cell, params["cell"], self.inputs(params, xs))
-        return self.head(params, hs)
-
-
-def network(cell: Cell, task: Task, *, embed_size: int = 32) -> Network:
-    """Wire ``cell`` to ``task``: embedding for tokens, a linear readout.
-
-    The readout is ``Dense(task.output_size)`` (PyTorch ``nn.Linear``
-    initialisation) on the last hidden state (``readout="last"``) or on every
-    step (``"all"``); it returns logits, and the task's loss applies the sigmoid
-    or softmax.
+    Example:
+        >>> task = gf.tasks.temporal_order(100)
+        >>> model = gf.train.model_for(gf.cells.rnn(50), task)
     """
     check_cell(cell)
-    n, out = cell.hidden_size, task.output_size
-    d = embed_size if task.tokens else task.input_size
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"task must be a gradflow.tasks.Task, got {type(task).__name__}"
+        )
+    build = seq2vec if task.readout == "last" else seq2seq
+    if task.tokens:
+        embed = (task.input_size, check_int("embed_size", embed_size))
+        return build(cell, task.output_size, embedding=embed, name=task.name)
+    return build(cell, task.output_size, input_size=task.input_size, name=task.name)
 
-    def init(key):
-        k_cell, k_w, k_b, k_e = jax.random.split(key, 4)
-        bound = 1.0 / jnp.sqrt(n)
-        params = {
-            "cell": cell.init(k_cell, d),
-            "readout": {
-                "W": jax.random.uniform(k_w, (out, n), minval=-bound, maxval=bound),
-                "b": jax.random.uniform(k_b, (out,), minval=-bound, maxval=bound),
-            },
-        }
-        if task.tokens:
-            params["embed"] = jax.random.normal(k_e, (task.input_size, embed_size))
-        return params
 
-    def inputs(params, xs):
-        if task.tokens:
-            return jnp.take(params["embed"], xs, axis=0)
-        return xs
-
-    def head(params, hs):
-        h = hs[-1] if task.readout == "last" else hs
-        y = jnp.einsum("...n,on->...o", h, params["readout"]["W"])
-        return y + jnp.broadcast_to(params["readout"]["b"], y.shape)
-
-    return Network(cell, init, inputs, head)
+def check_fits(model: Model, task: Task) -> None:
+    """A model whose readout, width and inputs match what ``task`` feeds and grades."""
+    if model.readout != task.readout:
+        raise ValueError(
+            f"model readout must be {task.readout!r} for task {task.name!r} "
+            f"(seq2vec is 'last', seq2seq 'all'), got {model.readout!r}"
+        )
+    if model.out_features != task.output_size:
+        raise ValueError(
+            f"model out_features must be {task.output_size} for task "
+            f"{task.name!r}, got {model.out_features}"
+        )
+    if task.tokens and model.vocab_size != task.input_size:
+        raise ValueError(
+            f"model must embed token ids of vocab_size {task.input_size} for task "
+            f"{task.name!r}, got vocab_size {model.vocab_size}"
+        )
+    if not task.tokens and (
+        model.vocab_size is not None or model.input_size != task.input_size
+    ):
+        raise ValueError(
+            f"model must take float inputs of size {task.input_size} for task "
+            f"{task.name!r}, got input_size {model.input_size} and vocab_size "
+            f"{model.vocab_size}"
+        )

@@ -308,7 +308,7 @@ def run_clipping_point(
     from .. import cells, tasks
     from ._clip import clipper
     from ._loop import train
-    from ._network import network
+    from ._network import model_for
 
     cfg = _resolve_point(section, coords)
     seeds = [int(s) for s in seeds]
@@ -323,7 +323,7 @@ def run_clipping_point(
         gain=cfg["gain"],
         **options,
     )
-    net = network(cell, task)
+    net = model_for(cell, task)
     clip = clipper(cfg["clip"], cfg["level"], history=cfg["steps"])
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     params, log = train(
@@ -345,7 +345,7 @@ def run_clipping_point(
     @jax.vmap
     def evaluate(p, k):
         batch = task.sample(jax.random.fold_in(k, 0x5EED), cfg["eval_batch_size"])
-        out = net.apply(p, batch.xs)
+        out = net.logits(p, batch.xs)
         return task.loss(out, batch), task.accuracy(out, batch)
 
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
