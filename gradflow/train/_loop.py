@@ -90,7 +90,7 @@ def train(
     divergence_factor: float = 100.0,
     grad_divergence_factor: float | None = None,
     batches: Batch | None = None,
-    vmap_seeds: bool = True,
+    vmap_seeds: bool | None = None,
     compiler_options: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` on fresh batches of ``task`` inside one compiled ``lax.scan``.
@@ -111,8 +111,7 @@ def train(
         task: a :class:`gradflow.tasks.Task`.
         optimizer: a name (see :func:`optimizer`) or an optax transform.
         key: one key, or a batch of keys ``(S,)``: then ``S`` independent seeds
-            run (vmapped, or one after another with ``vmap_seeds=False``) and every
-            output gains a leading seed axis.
+            run (see ``vmap_seeds``) and every output gains a leading seed axis.
         steps: training steps.
         learning_rate: for a named optimiser.
         clip: the clip transform (``None``: no clipping), e.g.
@@ -128,7 +127,11 @@ def train(
             non-finite gradients count).
         batches: train on these batches (a :class:`Batch` with a leading
             ``(steps,)`` axis on every field) instead of sampling ``task``.
-        vmap_seeds: vmap a batch of keys (True) or loop over them (False).
+        vmap_seeds: with a batch of keys, run the seeds as one vmapped program
+            (True) or call a one-seed program once per seed (False). ``None``
+            (default): loop on CPU, where ``benchmarks/bench_train.py``
+            measured the loop 1.7x faster for LSTMs (the per-seed weights turn
+            every matrix product into a batched one), vmap elsewhere.
         compiler_options: passed to ``jax.jit`` (e.g.
             ``{"xla_backend_optimization_level": 0}`` compiles several times
             faster on CPU for short smoke runs).
@@ -160,6 +163,8 @@ def train(
     jit = functools.partial(jax.jit, compiler_options=compiler_options)
     if not batched:
         return jit(run)(keys, batches)
+    if vmap_seeds is None:
+        vmap_seeds = jax.default_backend() != "cpu"
     if vmap_seeds:
         return jit(jax.vmap(run, in_axes=(0, None)))(keys, batches)
     one = jit(run)
