@@ -1,6 +1,6 @@
 """How a sweep batches seeds on CPU: vmap vs lax.map vs a Python loop.
 
-One grid point (N=32, T=100, 8 seeds) per measurement and cell. Compile time is
+One grid point (N=32 and 64, T=100, 8 seeds) per measurement and cell. Compile time is
 excluded; each number is the median of 3 calls of the compiled point function.
 "loop" calls a function compiled for one seed 8 times (the best a sweep without
 batching could do). The sweep's default (``batching="auto"``) takes the faster
@@ -11,6 +11,7 @@ of vmap and lax.map per measurement (``gradflow.sweep._point.AUTO_BATCHING``).
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import jax
@@ -38,12 +39,12 @@ def median_time(fn, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def bench_case(cell_kind: str, measure: str) -> tuple[float, float, float]:
+def bench_case(cell_kind: str, size: int, measure: str) -> tuple[float, float, float]:
     cfg = sweep.validate(
         {
             "grid": {
                 "cell": cell_kind,
-                "hidden_size": 32,
+                "hidden_size": size,
                 "length": 100,
                 "seeds": SEEDS,
             },
@@ -68,14 +69,14 @@ def bench_case(cell_kind: str, measure: str) -> tuple[float, float, float]:
 def main() -> None:
     print(f"jax {jax.__version__}, devices: {jax.devices()}, {SEEDS} seeds")
     print(
-        f"{'measure':>19} {'cell':>5} {'vmap ms':>9} {'lax.map ms':>11} "
+        f"{'measure':>19} {'cell':>5} {'N':>3} {'vmap ms':>9} {'lax.map ms':>11} "
         f"{'loop ms':>9} {'map/vmap':>9} {'loop/best':>10} {'auto':>5}"
     )
     for measure in MEASURES:
-        for cell_kind in ("rnn", "lstm"):
-            t_vmap, t_map, t_loop = bench_case(cell_kind, measure)
+        for cell_kind, size in itertools.product(("rnn", "lstm"), (32, 64)):
+            t_vmap, t_map, t_loop = bench_case(cell_kind, size, measure)
             print(
-                f"{measure:>19} {cell_kind:>5} {1e3 * t_vmap:9.1f} "
+                f"{measure:>19} {cell_kind:>5} {size:>3} {1e3 * t_vmap:9.1f} "
                 f"{1e3 * t_map:11.1f} {1e3 * t_loop:9.1f} "
                 f"{t_map / t_vmap:9.2f} {t_loop / min(t_vmap, t_map):10.2f} "
                 f"{AUTO_BATCHING[measure]:>5}",

@@ -20,7 +20,9 @@ SCRIPT = textwrap.dedent(
             "experiment": {"quick": True},
             "grid": {"cell": "gru", "hidden_size": 6, "length": 10,
                      "gain": [0.8, 1.6], "seeds": 3},
-            "measure": {"grad_norms": True, "lyapunov": {"k": 3, "warmup": 2}},
+            # vmap (grad norms, Lyapunov) and per-device lax.map (Jacobians).
+            "measure": {"grad_norms": True, "lyapunov": {"k": 3, "warmup": 2},
+                        "jacobian_norms": True},
         }
     )
     out = sys.argv[1]
@@ -66,7 +68,7 @@ def test_sharded_equals_single_device(tmp_path):
     assert report["ids"][0] == report["ids"][1] and len(report["ids"][0]) == 2
     # 3 seeds padded to 8 on the mesh, cut back to 3 on the way out.
     assert all(shape[0] == 3 for shape in report["shapes"])
-    assert report["arrays"] == 2 * 3
+    assert report["arrays"] == 2 * 4
     # Batch sizes differ (8 padded rows over 8 devices vs 3 on one), so XLA may
     # pick other kernels: equal to float32 rounding.
     assert report["max_diff"] < 1e-5, report

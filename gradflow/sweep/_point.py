@@ -140,7 +140,7 @@ def point_function(
     devices in ``sharding``'s mesh).
 
     ``batching``: ``"vmap"`` (every measurement as one batched computation),
-    ``"map"`` (``lax.map`` over each device's seeds, ``vmap`` across devices),
+    ``"map"`` (``lax.map`` over each device's seeds, ``shard_map`` across them),
     or ``"auto"`` (per measurement, :data:`AUTO_BATCHING`).
     """
     if batching not in BATCHINGS:
@@ -151,7 +151,6 @@ def point_function(
     size = config["input"]["size"]
     scale = config["input"]["scale"]
     activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
-    shards = 1 if sharding is None else int(sharding.mesh.size)
 
     def prepare(seed, params, gain):
         k_p, k_x, k_u = seed_keys(seed)
@@ -217,7 +216,7 @@ def point_function(
         arrays: dict[str, jax.Array] = {}
         metrics: dict[str, jax.Array] = {}
         for fn, mode in [*chosen, (bound, "vmap")]:
-            a, m = _batch(fn, mode, shards, sharding)(*inputs)
+            a, m = _batch(fn, mode, sharding)(*inputs)
             arrays.update(a)
             metrics.update(m)
         return arrays, metrics
@@ -231,20 +230,21 @@ def _mode(batching: str, name: str) -> str:
     return AUTO_BATCHING[name] if batching == "auto" else batching
 
 
-def _batch(fn: Callable, mode: str, shards: int, sharding) -> Callable:
-    """Run ``fn`` over a leading seed axis: ``vmap``, or per device ``lax.map``."""
+def _batch(fn: Callable, mode: str, sharding) -> Callable:
+    """Run ``fn`` over a leading seed axis: ``vmap``, or ``lax.map`` per device."""
     if mode == "vmap":
         return jax.vmap(fn)
 
     def mapped(*args):
-        # (S, ...) -> (devices, S / devices, ...): vmap across the devices (one
-        # row each once sharded), a sequential lax.map over each device's seeds.
-        split = jax.tree_util.tree_map(
-            lambda a: a.reshape(shards, a.shape[0] // shards, *a.shape[1:]), args
-        )
-        if sharding is not None:
-            split = jax.lax.with_sharding_constraint(split, sharding)
-        out = jax.vmap(lambda *xs: lax.map(lambda a: fn(*a), xs))(*split)
-        return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), out)
+        return lax.map(lambda a: fn(*a), args)
 
-    return mapped
+    if sharding is None or sharding.mesh.size == 1:
+        return mapped
+    # Each device loops over its own seeds; a vmap across devices instead would
+    # batch the weights, which is the slow path this mode avoids.
+    # check_vma=False: the measurements start scans from fresh zero carries,
+    # which the varying-axis type check would reject; every seed is independent.
+    spec = sharding.spec
+    return jax.shard_map(
+        mapped, mesh=sharding.mesh, in_specs=spec, out_specs=spec, check_vma=False
+    )

@@ -15,7 +15,7 @@ import tomli_w
 
 from gradflow import results
 
-from ._config import ConfigError, load_config
+from ._config import load_config
 from ._config import quick as quick_config
 from ._grid import Point, expand_grid
 from ._progress import Progress
@@ -172,12 +172,12 @@ def run(
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
     if _is_writer():
         claim_directory(out, config, force=force)
-    if config["experiment"]["kind"] == "clipping":
-        return _run_clipping(config, out, reporter, on_point)
     compiler_options = None
     if config["experiment"]["quick"] and _platform(devices) == "cpu":
         # A quick run is a smoke test of tiny shapes: compile time dominates.
         compiler_options = dict(QUICK_COMPILER_OPTIONS)
+    if config["experiment"]["kind"] == "clipping":
+        return _run_clipping(config, out, reporter, on_point, compiler_options)
     return _run_measure(
         config,
         out,
@@ -324,5 +324,44 @@ def _write_point(out: Path, point: Point, arrays: dict, metrics: dict) -> None:
     )
 
 
-def _run_clipping(config, out, reporter, on_point) -> Path:
-    raise ConfigError("clipping experiments are not wired yet")
+def _run_clipping(config, out, reporter, on_point, compiler_options) -> Path:
+    """A clipping study: one training run per condition, all seeds vmapped.
+
+    Conditions come from ``gradflow.train.clipping_grid``; ``summary.json`` is
+    written once every condition is done. (Training batches its seeds with
+    ``vmap`` on the default device; it is not sharded over a mesh.)
+    """
+    from gradflow import train
+
+    t0 = time.perf_counter()
+    section = config["clipping"]
+    seeds = list(section["seeds"])
+    prov, spent = _start_provenance(out, seeds, None)
+    if _is_writer():
+        results.atomic_write_json(out / results.AXES, dict(train.CLIPPING_AXES))
+    points = [
+        Point(results.point_id(c), dict(c), tuple(seeds))
+        for c in train.clipping_grid(section)
+    ]
+    done = _finished(out)
+    todo = [p for p in points if p.id not in done]
+    reporter.start(config["experiment"]["name"], len(points), len(points) - len(todo))
+    try:
+        for point in todo:
+            t_point = time.perf_counter()
+            arrays, metrics = train.run_clipping_point(
+                section, point.coords, seeds, compiler_options=compiler_options
+            )
+            _write_point(out, point, arrays, metrics)
+            reporter.advance(point.id, time.perf_counter() - t_point)
+            if on_point is not None:
+                on_point(point.id)
+    finally:
+        reporter.close()
+        prov["wall_time_s"] = round(spent + time.perf_counter() - t0, 3)
+        if _is_writer():
+            results.atomic_write_json(out / results.PROVENANCE, prov)
+    if _is_writer():
+        summary = train.summarize_clipping(results.read_metrics(out))
+        results.atomic_write_json(out / results.SUMMARY, summary)
+    return out
