@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -71,9 +72,14 @@ def hidden_grad_norms(
     hs_shape = (xs.shape[0], *batch, cell.hidden_size)
     check_loss_fn(loss_fn, hs_shape, top_h(cell, carry).dtype)
     chunk = chunk_length(remat, xs.shape[0])
-    xw = cell.project(params, xs)
     if log10:
-        return _log10_grad_norms(cell, params, xw, loss_fn, carry, len(batch))
+        return _log10_grad_norms(cell, params, xs, loss_fn, carry, len(batch))
+    return _grad_norms(cell, params, xs, loss_fn, carry, chunk)
+
+
+@partial(jax.jit, static_argnums=(0, 3, 5))
+def _grad_norms(cell, params, xs, loss_fn, carry, chunk):
+    xw = cell.project(params, xs)
 
     def loss_of(eps):
         def body(c, inp):
@@ -84,11 +90,15 @@ def hidden_grad_norms(
         _, hs = scan_remat(body, carry, (xw, eps), chunk)
         return loss_fn(hs)
 
+    hs_shape = (*xw.shape[:-1], cell.hidden_size)
     eps = jnp.zeros(hs_shape, top_h(cell, carry).dtype)
     return norm(jax.grad(loss_of)(eps), axis=-1)
 
 
-def _log10_grad_norms(cell, params, xw, loss_fn, carry, batch_rank):
+@partial(jax.jit, static_argnums=(0, 3, 5))
+def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank):
+    xw = cell.project(params, xs)
+
     def forward(c, xw_t):
         new, h = cell.recur(params, c, xw_t)
         return new, (c, h)

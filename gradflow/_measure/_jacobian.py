@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -111,23 +112,11 @@ def jacobian_norms(
     power_iters = check_int("power_iters", power_iters)
     size = state_size(cell, xs.dtype)
     block = min(check_int("block", block), size)
-    xw = cell.project(params, xs)
-    if method != "power":
-        measure = _exact_norm(method)
-
-        def single(xw1, carry1):
-            return _reverse_products(cell, params, xw1, carry1, size, (measure, None))
-
-        out = map_batch(single, batch, xw, carry, 1)
-        return JacobianNorms(out, _lags(xs.shape[0]))
-
-    flat = math.prod(batch)
-    xw = xw.reshape(xw.shape[0], flat, *xw.shape[1 + len(batch) :])
-    carry = jax.tree_util.tree_map(
-        lambda a: a.reshape(flat, *a.shape[len(batch) :]), carry
-    )
-    out, _ = _certified_norms(cell, params, xw, carry, size, block, power_iters)
-    return JacobianNorms(out.reshape(out.shape[0], *batch), _lags(xs.shape[0]))
+    if method == "power":
+        out = _power_scan(cell, params, xs, carry, batch, size, block, power_iters)
+    else:
+        out = _exact_scan(cell, params, xs, carry, batch, size, method)
+    return JacobianNorms(out, _lags(xs.shape[0]))
 
 
 def jacobian_singular_values(
@@ -156,21 +145,42 @@ def jacobian_singular_values(
     carry, batch = prepare(cell, params, xs, carry)
     size = state_size(cell, xs.dtype)
     k = size if k is None else check_k(k, size)
-    eps = float(np.finfo(np.dtype(xs.dtype)).eps)
+    out = _exact_scan(cell, params, xs, carry, batch, size, k)
+    return JacobianSpectrum(out[..., :k], out[..., k], _lags(xs.shape[0]))
 
-    def values(u, state):
-        sv = jnp.linalg.svd(u, compute_uv=False)
-        logs = safe_log(sv[:k])
-        floor = safe_log(sv[0] * (size * eps))
-        return jnp.concatenate([logs, floor[None]]), state
 
+@partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _exact_scan(cell, params, xs, carry, batch, size, what):
+    """Per batch element; ``what``: ``"svd"``/``"eigh"`` norms or top-``k`` values."""
     xw = cell.project(params, xs)
+    measure = _exact_norm(what) if isinstance(what, str) else _top_values(what, size)
 
     def single(xw1, carry1):
-        return _reverse_products(cell, params, xw1, carry1, size, (values, None))
+        return _reverse_products(cell, params, xw1, carry1, size, (measure, None))
 
-    out = map_batch(single, batch, xw, carry, 1)
-    return JacobianSpectrum(out[..., :k], out[..., k], _lags(xs.shape[0]))
+    return map_batch(single, batch, xw, carry, 1)
+
+
+@partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
+def _power_scan(cell, params, xs, carry, batch, size, block, iters):
+    xw = cell.project(params, xs)
+    flat = math.prod(batch)
+    xw = xw.reshape(xw.shape[0], flat, *xw.shape[1 + len(batch) :])
+    carry = jax.tree_util.tree_map(
+        lambda a: a.reshape(flat, *a.shape[len(batch) :]), carry
+    )
+    out, _ = _certified_norms(cell, params, xw, carry, size, block, iters)
+    return out.reshape(out.shape[0], *batch)
+
+
+def _top_values(k: int, size: int):
+    def values(u, state):
+        eps = jnp.finfo(u.dtype).eps
+        sv = jnp.linalg.svd(u, compute_uv=False)
+        floor = safe_log(sv[0] * (size * eps))
+        return jnp.concatenate([safe_log(sv[:k]), floor[None]]), state
+
+    return values
 
 
 def _lags(steps: int) -> jax.Array:

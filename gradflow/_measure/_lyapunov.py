@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -78,6 +79,11 @@ def lyapunov_spectrum(
         key = jax.random.key(0)
     dtype = jax.tree_util.tree_leaves(carry)[0].dtype
     frame = jnp.linalg.qr(jax.random.normal(key, (size, size), dtype))[0][:, :k]
+    return _benettin(cell, params, xs, carry, frame, batch, warmup)
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6))
+def _benettin(cell, params, xs, carry, frame, batch, warmup):
     xw = cell.project(params, xs)
 
     def single(xw1, carry1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -74,6 +75,11 @@ def param_grad_by_step(
     hs_shape = (xs.shape[0], *batch, cell.hidden_size)
     check_loss_fn(loss_fn, hs_shape, xs.dtype)
 
+    return _by_step(cell, params, xs, loss_fn, carry, contributions)
+
+
+@partial(jax.jit, static_argnums=(0, 3, 5))
+def _by_step(cell, params, xs, loss_fn, carry, contributions):
     def forward(c, x_t):
         new, h = cell.step(params, c, x_t)
         return new, (c, h)

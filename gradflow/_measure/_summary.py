@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -108,7 +109,12 @@ def decay_rate(
             f"start, stop must select at least 2 of the T={steps} steps, "
             f"got start={start}, stop={stop}"
         )
-    values = jnp.asarray(values)
+    return _fit(jnp.asarray(values), log10, start, stop)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _fit(values, log10, start, stop):
+    steps = values.shape[0]
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(jnp.float32)
     logs = values * math.log(10.0) if log10 else jnp.log(values)
@@ -127,7 +133,11 @@ def decay_rate(
     resid = (y - intercept[None] - slope[None] * dist) * weight
     ss_res = jnp.sum(resid * resid, axis=0)
     ss_tot = jnp.sum(dy * dy, axis=0)
-    r2 = jnp.where(ss_tot > 0, 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0), 1.0)
+    # A flat series has no variance to explain (0/0): a perfect fit, r2 = 1.
+    eps = jnp.finfo(logs.dtype).eps
+    level = count * jnp.square(4 * eps * jnp.max(jnp.abs(y), axis=0))
+    varies = ss_tot > level
+    r2 = jnp.where(varies, 1.0 - ss_res / jnp.where(varies, ss_tot, 1.0), 1.0)
     rate = -slope
     half_life = jnp.where(
         rate > 0, math.log(2.0) / jnp.where(rate > 0, rate, 1.0), jnp.inf
