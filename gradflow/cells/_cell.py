@@ -51,19 +51,22 @@ class Cell(NamedTuple):
         return self.recur(params, carry, self.project(params, x))
 
 
-def batched(single: Callable) -> Callable:
-    """Lift ``recur(params, carry, xw)`` written for one sequence to any batch shape.
+def recurrent_product(h: jax.Array, w_hh: jax.Array) -> jax.Array:
+    """``hh = h @ W_hh.T`` for ``h (*batch, N)``: ``(*batch, G*N)``."""
+    return jnp.einsum("...n,gn->...g", h, w_hh)
 
-    The batch rank is read from ``xw`` (static), so this stays trace-friendly.
-    """
+
+def recur_from_core(core: Callable) -> Callable:
+    """``recur(params, carry, xw)`` of a cell whose carry has ``h``."""
 
     def recur(params, carry, xw):
-        fn = single
-        for _ in range(xw.ndim - 1):
-            fn = jax.vmap(fn, in_axes=(None, 0, 0))
-        return fn(params, carry, xw)
+        return core(params, carry, xw, recurrent_product(carry.h, params["W_hh"]))
 
     return recur
+
+
+def add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
+    return y + jnp.broadcast_to(b, y.shape)
 
 
 def affine(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:

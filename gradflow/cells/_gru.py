@@ -8,7 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_int
-from ._cell import Cell, affine, batched, make_init, weight_input_size, zero_carry
+from ._cell import (
+    Cell,
+    add_bias,
+    affine,
+    make_init,
+    recur_from_core,
+    weight_input_size,
+    zero_carry,
+)
 from ._init import Initializer
 
 
@@ -34,10 +42,9 @@ def gru(
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"])
 
-    def recur_single(params, carry, xw):
-        gh = params["W_hh"] @ carry.h + params["b_hh"]
-        x_r, x_z, x_n = jnp.split(xw, 3)
-        h_r, h_z, h_n = jnp.split(gh, 3)
+    def core(params, carry, xw, hh):
+        x_r, x_z, x_n = jnp.split(xw, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(add_bias(hh, params["b_hh"]), 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
         n = jnp.tanh(x_n + r * h_n)
@@ -57,6 +64,6 @@ def gru(
         ),
         initial_carry=zero_carry(GRUCarry, 1, hidden_size),
         project=project,
-        recur=batched(recur_single),
+        recur=recur_from_core(core),
         input_size=weight_input_size,
     )

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_float, check_int
-from ._cell import Cell, affine, batched, make_init, weight_input_size, zero_carry
+from ._cell import (
+    Cell,
+    affine,
+    make_init,
+    recur_from_core,
+    weight_input_size,
+    zero_carry,
+)
 from ._init import Initializer
 
 
@@ -67,9 +74,8 @@ def lstm(
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"] + params["b_hh"])
 
-    def recur_single(params, carry, xw):
-        gates = xw + params["W_hh"] @ carry.h
-        i, f, g, o = jnp.split(gates, 4)
+    def core(params, carry, xw, hh):
+        i, f, g, o = jnp.split(xw + hh, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMCarry(h, c), h
@@ -88,6 +94,6 @@ def lstm(
         ),
         initial_carry=zero_carry(LSTMCarry, 2, hidden_size),
         project=project,
-        recur=batched(recur_single),
+        recur=recur_from_core(core),
         input_size=weight_input_size,
     )

@@ -11,7 +11,14 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_choice, check_int
-from ._cell import Cell, affine, batched, make_init, weight_input_size, zero_carry
+from ._cell import (
+    Cell,
+    affine,
+    make_init,
+    recur_from_core,
+    weight_input_size,
+    zero_carry,
+)
 from ._init import Initializer
 
 ACTIVATIONS = {
@@ -57,8 +64,8 @@ def rnn(
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"] + params["b_hh"])
 
-    def recur_single(params, carry, xw):
-        h = act(xw + params["W_hh"] @ carry.h)
+    def core(params, carry, xw, hh):
+        h = act(xw + hh)
         return RNNCarry(h), h
 
     return Cell(
@@ -74,6 +81,6 @@ def rnn(
         ),
         initial_carry=zero_carry(RNNCarry, 1, hidden_size),
         project=project,
-        recur=batched(recur_single),
+        recur=recur_from_core(core),
         input_size=weight_input_size,
     )
