@@ -57,9 +57,14 @@ def test_linear_rnn_last_step_loss_matrix_powers(log10):
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("log10", [False, True])
-def test_linear_rnn_sum_loss_geometric_sums(log10):
-    """W = ρI, L = Σ_t cᵀh_t: ∂L/∂h_t = c (1 − ρ^(T−t)) / (1 − ρ)."""
+@pytest.mark.parametrize(
+    ("log10", "remat"), [(False, False), (True, False), (False, 7)]
+)
+def test_linear_rnn_sum_loss_geometric_sums(log10, remat):
+    """W = ρI, L = Σ_t cᵀh_t: ∂L/∂h_t = c (1 − ρ^(T−t)) / (1 − ρ).
+
+    ``remat=7``: 5 checkpointed chunks of 7 and a tail of 5.
+    """
     n, steps, rho = 4, 40, 0.8
     cell, params = linear_rnn(rho * jnp.eye(n, dtype=jnp.float64))
     c = jnp.arange(1.0, n + 1.0, dtype=jnp.float64)
@@ -68,9 +73,9 @@ def test_linear_rnn_sum_loss_geometric_sums(log10):
     def loss(hs):
         return jnp.sum(hs @ c)
 
-    out = jax.jit(lambda p, x: gf.hidden_grad_norms(cell, p, x, loss, log10=log10))(
-        params, xs
-    )
+    out = jax.jit(
+        lambda p, x: gf.hidden_grad_norms(cell, p, x, loss, log10=log10, remat=remat)
+    )(params, xs)
     lags = steps - np.arange(steps)
     want = np.linalg.norm(c) * (1 - rho**lags) / (1 - rho)
     got = 10.0 ** np.asarray(out) if log10 else np.asarray(out)

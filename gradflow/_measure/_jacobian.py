@@ -85,9 +85,12 @@ def jacobian_norms(
       ``θ_1 ≥ … ≥ θ_p`` bound the top eigenvalue from both sides,
       ``θ_1 ≤ σ_1² ≤ ‖U‖_F² − θ_2 − … − θ_p`` (Cauchy interlacing), and
       whenever that bracket is wider than 5e-4 in log10 for any batch element
-      the step falls back to an exact ``eigh`` of ``U Uᵀ``. So every entry is
+      the step falls back to an exact SVD of ``U``. So every entry is
       certified to 5e-4 (plus rounding); the ``O(S³)`` decomposition runs only
       where the spectrum is flat (short lags, near-orthogonal dynamics).
+      Under ``jax.vmap`` (e.g. over params of several seeds) that
+      ``lax.cond`` becomes a select and the exact branch runs every step;
+      batch axes of ``xs`` keep it a real branch.
     - ``"eigh"``: the largest eigenvalue of ``U Uᵀ`` at every step.
     - ``"svd"``: the largest singular value at every step (slowest).
 
