@@ -112,6 +112,15 @@ def _to_host(tree: Any) -> Any:
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
+def _barrier(name: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def _is_writer() -> bool:
     import jax
 
@@ -139,6 +148,11 @@ def run(
     go to ``out/points/<id>.npz`` atomically and its metrics to
     ``metrics.jsonl``; points already there are skipped, so re-running an
     interrupted command finishes it with the same numbers.
+
+    Across hosts: call ``jax.distributed.initialize()`` first on every host and
+    run the same config with the same ``out`` (a shared file system). The mesh
+    then spans every global device; each host feeds its own devices' seeds,
+    the results are gathered, and process 0 alone writes the directory.
 
     Args:
         config: a resolved config (:func:`load_config`) or a TOML path.
@@ -172,6 +186,7 @@ def run(
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
     if _is_writer():
         claim_directory(out, config, force=force)
+    _barrier("gradflow-claim")  # every host then sees the same finished points
     compiler_options = None
     if config["experiment"]["quick"] and _platform(devices) == "cpu":
         # A quick run is a smoke test of tiny shapes: compile time dominates.
@@ -270,8 +285,9 @@ def _run_measure(
                 params = None
                 if point.coords["init"] in HOST_INITS:
                     cell = build_cell(config, point.coords)
-                    params = host_params(
-                        cell, config["input"]["size"], padded, sharding
+                    rows = host_params(cell, config["input"]["size"], padded, None)
+                    params = jax.tree_util.tree_map(
+                        lambda a: _to_global(np.asarray(a), sharding), rows
                     )
             # The gain is an argument, not a constant: one compile per signature.
             arrays, metrics = fn(seed_array, params, np.float32(point.coords["gain"]))
