@@ -77,13 +77,14 @@ def lyapunov_spectrum(
         )
     if key is None:
         key = jax.random.key(0)
+    return _benettin(cell, params, xs, carry, key, size, k, batch, warmup)
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6, 7, 8))
+def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
     dtype = jax.tree_util.tree_leaves(carry)[0].dtype
-    frame = jnp.linalg.qr(jax.random.normal(key, (size, size), dtype))[0][:, :k]
-    return _benettin(cell, params, xs, carry, frame, batch, warmup)
-
-
-@partial(jax.jit, static_argnums=(0, 5, 6))
-def _benettin(cell, params, xs, carry, frame, batch, warmup):
+    # k Haar-random orthonormal columns.
+    frame = jnp.linalg.qr(jax.random.normal(key, (size, k), dtype))[0]
     xw = cell.project(params, xs)
 
     def single(xw1, carry1):

@@ -74,7 +74,6 @@ def param_grad_by_step(
     carry, batch = prepare(cell, params, xs, carry)
     hs_shape = (xs.shape[0], *batch, cell.hidden_size)
     check_loss_fn(loss_fn, hs_shape, xs.dtype)
-
     return _by_step(cell, params, xs, loss_fn, carry, contributions)
 
 
