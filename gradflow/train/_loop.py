@@ -129,9 +129,12 @@ def train(
             ``(steps,)`` axis on every field) instead of sampling ``task``.
         vmap_seeds: with a batch of keys, run the seeds as one vmapped program
             (True) or call a one-seed program once per seed (False). ``None``
-            (default): loop on CPU, where ``benchmarks/bench_train.py``
-            measured the loop 1.7x faster for LSTMs (the per-seed weights turn
-            every matrix product into a batched one), vmap elsewhere.
+            (default): loop on CPU, vmap elsewhere. On a 2-core CPU
+            ``benchmarks/bench_train.py`` found the one-seed program compiling
+            1.3-1.6x faster every time while run times were a wash (vmap up to
+            1.5x faster for RNNs, the loop up to 1.8x faster for LSTMs, whose
+            per-seed weights turn each matrix product into a batched one);
+            compilation dominates a study's conditions at these sizes.
         compiler_options: passed to ``jax.jit`` (e.g.
             ``{"xla_backend_optimization_level": 0}`` compiles several times
             faster on CPU for short smoke runs).
