@@ -72,9 +72,10 @@ def test_remat_memory_grows_sublinearly():
         return steps * 8 * 64 * 4
 
     # without remat the gates, c and h of every step are kept
-    assert temp_bytes(1000, False) > 8 * state_bytes(1000)
+    full = temp_bytes(1000, False)
+    assert full > 8 * state_bytes(1000)
     small, large = temp_bytes(1000, True), temp_bytes(4000, True)
-    assert small < state_bytes(1000)
+    assert small < full / 10
     # 4× the steps, about 2× the memory (√4), far from 4×
     assert large < 2.5 * small
 

@@ -74,10 +74,22 @@ def lstm(
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"] + params["b_hh"])
 
+    # sigmoid(a) = (1 + tanh(a/2)) / 2, so one tanh over all four gates does
+    # every nonlinearity but tanh(c): on CPU, one transcendental over the whole
+    # (*batch, 4N) block vectorises far better than four over its slices
+    # (the step's elementwise part runs ~4× faster; see benchmarks/README.md).
+    half = jnp.full((n,), 0.5)
+    gate_scale = jnp.concatenate([half, half, jnp.ones((n,)), half])
+
     def core(params, carry, xw, hh):
-        i, f, g, o = jnp.split(xw + hh, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        gates = xw + hh
+        t = jnp.tanh(
+            gates * jnp.broadcast_to(gate_scale.astype(gates.dtype), gates.shape)
+        )
+        t_i, t_f, g, t_o = jnp.split(t, 4, axis=-1)
+        i, f, o = 0.5 + 0.5 * t_i, 0.5 + 0.5 * t_f, 0.5 + 0.5 * t_o
+        c = f * carry.c + i * g
+        h = o * jnp.tanh(c)
         return LSTMCarry(h, c), h
 
     return Cell(
