@@ -185,3 +185,24 @@ def test_force_replaces_and_progress_lines(compiled, tmp_path):
     assert [r["coords"]["gain"] for r in res.records] == [0.5]
     assert len(list((tmp_path / "points").glob("*.npz"))) == 1
     assert json.loads((tmp_path / "provenance.json").read_text())["seeds"] == [0, 1, 2]
+
+
+def test_progress_bar_and_quiet():
+    import io
+
+    stream = io.StringIO()
+    bar = sweep.Progress("bar", stream)
+    bar.start("exp", 3, 1)  # one point already done (a resumed run)
+    bar.advance("cell=rnn,gain=0.5", 0.1)
+    bar.advance("cell=rnn,gain=2.0", 0.1)
+    bar.close()
+    text = stream.getvalue()
+    assert "1/3" in text and "3/3" in text and "point/s" in text
+    quiet = io.StringIO()
+    none = sweep.Progress("none", quiet)
+    none.start("exp", 2, 0)
+    none.advance("x", 0.1)
+    none.close()
+    assert quiet.getvalue() == ""
+    with pytest.raises(ValueError, match="progress must be one of"):
+        sweep.Progress("fancy")
