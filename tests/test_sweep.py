@@ -206,3 +206,19 @@ def test_progress_bar_and_quiet():
     assert quiet.getvalue() == ""
     with pytest.raises(ValueError, match="progress must be one of"):
         sweep.Progress("fancy")
+
+
+def test_task_inputs(tmp_path):
+    """A task's inputs drive the cell: its width, and its steps (copy: T + 20)."""
+    cfg = sweep.validate(
+        {
+            "experiment": {"quick": True},
+            "grid": {"hidden_size": 4, "length": 5, "input": "copy", "seeds": 2},
+            "measure": {"grad_norms": True},
+        }
+    )
+    sweep.run(cfg, tmp_path, progress="none")
+    res = results.load(tmp_path)
+    (rec,) = res.records
+    assert rec["coords"]["input"] == "copy"
+    assert res.arrays(rec["id"])["log10_grad_norms"].shape == (2, 5 + 20)

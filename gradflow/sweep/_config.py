@@ -24,7 +24,12 @@ import numpy as np
 KINDS = ("measure", "clipping")
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("torch", "gaussian", "orthogonal", "identity", "sparse", "zeros")
-INPUTS = ("gaussian", "uniform", "zeros")
+#: Input distributions: noise (``[input] size`` features, ``scale``) or the
+#: inputs of a task from ``gradflow.tasks`` (its own width; ``copy`` runs
+#: ``length + 20`` steps).
+NOISE_INPUTS = ("gaussian", "uniform", "zeros")
+TASK_INPUTS = ("adding", "copy", "temporal_order")
+INPUTS = NOISE_INPUTS + TASK_INPUTS
 ACTIVATIONS = ("tanh", "relu", "linear")
 LOSSES = ("last_linear", "last_square", "sum_linear")
 

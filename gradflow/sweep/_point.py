@@ -21,6 +21,8 @@ from jax import lax
 import gradflow as gf
 from gradflow.cells import make as make_cell
 
+from ._config import TASK_INPUTS
+
 # Initialisers that run on the host (eigvals) and so cannot be traced.
 HOST_INITS = ("sparse",)
 
@@ -92,7 +94,21 @@ def host_params(
     return stacked if sharding is None else jax.device_put(stacked, sharding)
 
 
+def input_size(config: Mapping[str, Any], coords: Mapping[str, Any]) -> int:
+    """Features per step: ``[input] size`` for noise, the task's width otherwise."""
+    if coords["input"] in TASK_INPUTS:
+        return gf.tasks.make(coords["input"], coords["length"]).input_size
+    return config["input"]["size"]
+
+
 def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float):
+    """One input sequence ``(T', D)``: noise of ``shape``, or a task's inputs.
+
+    A task's sequence has the task's own number of steps (``T + 20`` for copy).
+    """
+    if kind in TASK_INPUTS:
+        task = gf.tasks.make(kind, shape[0])
+        return task.sample(key, 1).xs[:, 0].astype(jnp.float32)
     if kind == "gaussian":
         return scale * jax.random.normal(key, shape)
     if kind == "uniform":
@@ -148,7 +164,7 @@ def point_function(
     cell = build_cell(config, coords)
     measure = config["measure"]
     length = coords["length"]
-    size = config["input"]["size"]
+    size = input_size(config, coords)
     scale = config["input"]["scale"]
     activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
 

@@ -242,6 +242,7 @@ def _run_measure(
         array_axes,
         build_cell,
         host_params,
+        input_size,
         point_function,
         signature,
     )
@@ -285,7 +286,8 @@ def _run_measure(
                 params = None
                 if point.coords["init"] in HOST_INITS:
                     cell = build_cell(config, point.coords)
-                    rows = host_params(cell, config["input"]["size"], padded, None)
+                    size = input_size(config, point.coords)
+                    rows = host_params(cell, size, padded, None)
                     params = jax.tree_util.tree_map(
                         lambda a: _to_global(np.asarray(a), sharding), rows
                     )
