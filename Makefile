@@ -21,8 +21,9 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 demo: $(STAMP_RUN)
 	$(BIN)/gradflow demo --out gradflow-demo
 
+# One OpenBLAS thread: its busy-waiting threads fight XLA's for the 2 cores.
 test: $(STAMP_TEST)
-	$(BIN)/python -m pytest
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
