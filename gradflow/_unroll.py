@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -92,9 +93,8 @@ def unroll(
         >>> carry, hs = gf.unroll(cell, params, jnp.ones((100, 8, 4)))
     """
     carry = resolve_carry(cell, params, xs, carry)
-    chunk = _chunk_length(remat, xs.shape[0])
     steps = xs.shape[0]
-    chunk = _chunk_length(remat, steps)
+    chunk = chunk_length(remat, steps)
     if chunk and chunk < steps:
         return _scan_remat(cell, params, xs, carry, chunk)
     if cell.layers:
@@ -108,7 +108,8 @@ def unroll(
     return _scan(cell, params, xs, carry)
 
 
-def _chunk_length(remat: bool | int, steps: int) -> int:
+def chunk_length(remat: bool | int, steps: int) -> int:
+    """0 (no remat), ``ceil(sqrt(T))`` for ``True``, or the given chunk length."""
     if remat is False:
         return 0
     if remat is True:
@@ -142,12 +143,28 @@ def _scan_remat(cell: Cell, params, xs, carry, chunk: int):
             lambda c, xw: cell.recur(params, c, xw), c, cell.project(params, block)
         )
 
-    steps = xs.shape[0]
-    n_chunks, rest = divmod(steps, chunk)
-    head = xs[: n_chunks * chunk].reshape(n_chunks, chunk, *xs.shape[1:])
-    carry, hs = lax.scan(run, carry, head)
-    hs = hs.reshape(n_chunks * chunk, *hs.shape[2:])
-    if rest:
-        carry, tail = run(carry, xs[n_chunks * chunk :])
-        hs = jnp.concatenate([hs, tail], axis=0)
-    return carry, hs
+    return scan_chunks(run, carry, xs, chunk)
+
+
+def scan_chunks(run: Callable, carry: Any, xs: Any, chunk: int):
+    """Scan ``run(carry, block) -> (carry, ys)`` over blocks of ``chunk`` steps.
+
+    ``xs`` is a pytree with time on axis 0; the last block holds the rest when
+    ``chunk`` does not divide ``T``; ``ys`` come back on one time axis.
+    Wrapped in ``jax.checkpoint``, ``run`` makes the backward pass keep one
+    carry per block and recompute the block's steps.
+    """
+    steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    n_chunks = steps // chunk
+    cut = n_chunks * chunk
+    head = jax.tree_util.tree_map(
+        lambda a: a[:cut].reshape(n_chunks, chunk, *a.shape[1:]), xs
+    )
+    carry, ys = lax.scan(run, carry, head)
+    ys = jax.tree_util.tree_map(lambda a: a.reshape(cut, *a.shape[2:]), ys)
+    if cut < steps:
+        carry, tail = run(carry, jax.tree_util.tree_map(lambda a: a[cut:], xs))
+        ys = jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a, b], axis=0), ys, tail
+        )
+    return carry, ys

@@ -13,7 +13,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_int
-from .._unroll import resolve_carry
+from .._unroll import resolve_carry, scan_chunks
 from ..cells import Cell
 
 LN10 = math.log(10.0)
@@ -159,15 +159,6 @@ def check_has_h(cell: Cell, carry: Any) -> None:
         )
 
 
-def chunk_length(remat: bool | int, steps: int) -> int:
-    """0 (no remat), ``ceil(sqrt(T))`` for ``True``, or the given chunk length."""
-    if remat is False:
-        return 0
-    if remat is True:
-        return max(1, math.isqrt(steps - 1) + 1)
-    return check_int("remat", remat)
-
-
 def scan_remat(body: Callable, carry: Any, xs: Any, chunk: int):
     """``lax.scan(body, carry, xs)`` whose backward pass recomputes chunks.
 
@@ -177,19 +168,5 @@ def scan_remat(body: Callable, carry: Any, xs: Any, chunk: int):
     steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if not chunk or chunk >= steps:
         return lax.scan(body, carry, xs)
-    n_chunks = steps // chunk
-    cut = n_chunks * chunk
-    head = jax.tree_util.tree_map(
-        lambda a: a[:cut].reshape(n_chunks, chunk, *a.shape[1:]), xs
-    )
-    run_chunk = jax.checkpoint(lambda c, block: lax.scan(body, c, block))
-    carry, ys = lax.scan(run_chunk, carry, head)
-    ys = jax.tree_util.tree_map(lambda a: a.reshape(cut, *a.shape[2:]), ys)
-    if cut < steps:
-        carry, tail = lax.scan(
-            body, carry, jax.tree_util.tree_map(lambda a: a[cut:], xs)
-        )
-        ys = jax.tree_util.tree_map(
-            lambda a, b: jnp.concatenate([a, b], axis=0), ys, tail
-        )
-    return carry, ys
+    run = jax.checkpoint(lambda c, block: lax.scan(body, c, block))
+    return scan_chunks(run, carry, xs, chunk)

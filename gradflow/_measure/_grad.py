@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._unroll import chunk_length
 from ..cells import Cell
 from ._common import (
     LN10,
     check_has_h,
     check_loss_fn,
-    chunk_length,
     norm,
     prepare,
     scan_remat,

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_int
+from ._activations import tanh
 from ._cell import (
     Cell,
     add_bias,
@@ -48,9 +49,9 @@ def gru(
         # both sigmoids as one tanh over the contiguous (r, z) block: on CPU one
         # transcendental over a whole block vectorises far better than one per
         # gate slice (sigmoid(a) = (1 + tanh(a/2)) / 2; see the LSTM)
-        rz = 0.5 + 0.5 * jnp.tanh(0.5 * (xw[..., : 2 * n] + gh[..., : 2 * n]))
+        rz = 0.5 + 0.5 * tanh(0.5 * (xw[..., : 2 * n] + gh[..., : 2 * n]))
         r, z = jnp.split(rz, 2, axis=-1)
-        new = jnp.tanh(xw[..., 2 * n :] + r * gh[..., 2 * n :])
+        new = tanh(xw[..., 2 * n :] + r * gh[..., 2 * n :])
         h = (1.0 - z) * new + z * carry.h
         return GRUCarry(h), h
 

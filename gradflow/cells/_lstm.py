@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_float, check_int
+from ._activations import tanh
 from ._cell import (
     Cell,
     affine,
@@ -83,13 +84,11 @@ def lstm(
 
     def core(params, carry, xw, hh):
         gates = xw + hh
-        t = jnp.tanh(
-            gates * jnp.broadcast_to(gate_scale.astype(gates.dtype), gates.shape)
-        )
+        t = tanh(gates * jnp.broadcast_to(gate_scale.astype(gates.dtype), gates.shape))
         t_i, t_f, g, t_o = jnp.split(t, 4, axis=-1)
         i, f, o = 0.5 + 0.5 * t_i, 0.5 + 0.5 * t_f, 0.5 + 0.5 * t_o
         c = f * carry.c + i * g
-        h = o * jnp.tanh(c)
+        h = o * tanh(c)
         return LSTMCarry(h, c), h
 
     return Cell(

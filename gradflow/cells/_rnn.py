@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from .._checks import check_choice, check_int
+from ._activations import tanh
 from ._cell import (
     Cell,
     affine,
@@ -22,7 +22,7 @@ from ._cell import (
 from ._init import Initializer
 
 ACTIVATIONS = {
-    "tanh": jnp.tanh,
+    "tanh": tanh,
     "relu": jax.nn.relu,
     "linear": lambda a: a,
 }
