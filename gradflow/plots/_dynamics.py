@@ -127,9 +127,12 @@ def _convergence(ax: Any, runs: dict[str, np.ndarray], arrays: dict) -> None:
         shown = list(range(min(vals.shape[2], 8)))
         lines = [(rf"$\lambda_{{{i + 1}}}$", vals[:, :, i]) for i in shown]
         title = label or None
+        quantity = "running estimate"
     else:
         lines = [(label, vals[:, :, 0]) for label, vals in runs.items()]
-        title = r"$\lambda_{\max}$"
+        # a legend title would sit on the λ = 0 line; the axis says it instead
+        title = None
+        quantity = r"running $\lambda_{\max}$"
     for (label, v), color in zip(lines, c.colors(len(lines)), strict=True):
         x = np.arange(1, v.shape[1] + 1, dtype=np.float64)
         med, lo, hi = c.band(v)
@@ -139,10 +142,8 @@ def _convergence(ax: Any, runs: dict[str, np.ndarray], arrays: dict) -> None:
         bad += c.mark_nonfinite(ax, x, v, color)
     ax.axhline(0.0, color="black", lw=0.6, ls="--")
     ax.set_xlabel("steps averaged (after warm-up)")
-    ax.set_ylabel(f"running estimate ({RATE})")
-    c.legend(
-        ax, bad, title=title, title_fontsize="x-small", ncols=2 if len(lines) > 4 else 1
-    )
+    ax.set_ylabel(f"{quantity} ({RATE})")
+    c.legend(ax, bad, title=title, ncols=2 if len(lines) > 4 else 1)
 
 
 def _seeds_3d(name: str, value: Any) -> np.ndarray:
