@@ -6,11 +6,17 @@ excluded; each number is the median of 3 calls of the compiled point function.
 batching could do). The sweep's default (``batching="auto"``) takes the faster
 of vmap and lax.map per measurement (``gradflow.sweep._point.AUTO_BATCHING``).
 
-    .venv/bin/python benchmarks/bench_sweep.py
+Everything runs with the LAPACK under jax's linalg kernels on one thread, as
+``gf.sweep.run`` does; ``--threaded-lapack`` leaves SciPy's OpenBLAS at its
+default thread count (the setting that made batched LSTM points 10-100x slower).
+
+    .venv/bin/python benchmarks/bench_sweep.py [--threaded-lapack]
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import itertools
 import time
 
@@ -18,6 +24,7 @@ import jax
 import numpy as np
 
 from gradflow import sweep
+from gradflow._measure._lapack import single_threaded_lapack
 from gradflow.sweep._point import AUTO_BATCHING, point_function
 
 SEEDS = 8
@@ -67,7 +74,22 @@ def bench_case(cell_kind: str, size: int, measure: str) -> tuple[float, float, f
 
 
 def main() -> None:
-    print(f"jax {jax.__version__}, devices: {jax.devices()}, {SEEDS} seeds")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threaded-lapack", action="store_true")
+    args = parser.parse_args()
+    pin = (
+        contextlib.nullcontext([]) if args.threaded_lapack else single_threaded_lapack()
+    )
+    with pin as before:
+        print(
+            f"jax {jax.__version__}, devices: {jax.devices()}, {SEEDS} seeds, "
+            f"OpenBLAS threads {before or 'default'} -> "
+            f"{'default' if args.threaded_lapack else 1}"
+        )
+        table()
+
+
+def table() -> None:
     print(
         f"{'measure':>19} {'cell':>5} {'N':>3} {'vmap ms':>9} {'lax.map ms':>11} "
         f"{'loop ms':>9} {'map/vmap':>9} {'loop/best':>10} {'auto':>5}"

@@ -145,3 +145,44 @@ def test_norms_and_singular_values_match_explicit_svd(kind):
             )
         )(params, xs)
         assert np.mean(np.asarray(tight)) > 0.5
+
+
+def test_power_fallback_stays_a_branch_under_vmap_and_matches_per_seed():
+    """vmap over the params of 3 seeds: the same numbers as one call per seed.
+
+    The exact fallback is a custom batching rule: the batched program keeps a
+    real ``cond`` (a plain one would become a select that runs the SVD at every
+    step) and picks per seed, so each seed gets exactly what it gets alone.
+    """
+    from gradflow._measure._common import state_size
+    from gradflow._measure._jacobian import _certified_norms
+
+    cell = gf.cells.lstm(6)
+    steps = 120
+    params = jax.vmap(lambda k: cell.init(k, 3))(jax.random.split(jax.random.key(4), 3))
+    xs = jax.random.normal(jax.random.key(5), (steps, 3))
+
+    def norms(p):
+        return gf.jacobian_norms(cell, p, xs).log10_norms
+
+    def tight(p):
+        x = xs[:, None]
+        size = state_size(cell, x.dtype)
+        run = _certified_norms(
+            cell, p, cell.project(p, x), cell.initial_carry((1,)), size, 8, 2
+        )
+        return run[1]
+
+    batched = jax.jit(jax.vmap(norms))(params)
+    for s in range(3):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
+        # To float32 rounding of logs up to ~20 (the batched products round
+        # differently); the fallback's own error would be up to 5e-4.
+        np.testing.assert_allclose(
+            batched[s], jax.jit(norms)(one), rtol=1e-6, atol=1e-5
+        )
+    # Some steps of some seed fall back, and not every step: both paths count.
+    flags = np.asarray(jax.jit(jax.vmap(tight))(params))
+    assert 0 < flags.mean() < 1
+    jaxpr = str(jax.make_jaxpr(jax.vmap(norms))(params))
+    assert "cond[" in jaxpr

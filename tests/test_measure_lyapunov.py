@@ -72,3 +72,21 @@ def test_random_tanh_network(gain):
         assert abs(top - np.log(gain)) < 0.1
     else:
         assert top > 0.1
+
+
+def test_single_threaded_lapack_pins_and_restores_openblas():
+    from gradflow._measure._lapack import _loaded_openblas, single_threaded_lapack
+
+    libs = _loaded_openblas()
+    if not libs:
+        pytest.skip("no OpenBLAS loaded (another LAPACK or no /proc)")
+    before = [get() for _, get in libs]
+    libs[0][0](2)  # a threaded start, whatever the environment says
+    with single_threaded_lapack() as found:
+        assert found[0] == 2
+        assert [get() for _, get in libs] == [1] * len(libs)
+        q = jax.jit(lambda a: jnp.linalg.qr(a)[0])(jnp.eye(3))
+        np.testing.assert_allclose(np.abs(np.asarray(q)), np.eye(3), atol=1e-6)
+    assert libs[0][1]() == 2
+    for (setter, _), n in zip(libs, before, strict=True):
+        setter(n)

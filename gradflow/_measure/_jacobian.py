@@ -88,9 +88,9 @@ def jacobian_norms(
       the step falls back to an exact SVD of ``U``. So every entry is
       certified to 5e-4 (plus rounding); the ``O(S³)`` decomposition runs only
       where the spectrum is flat (short lags, near-orthogonal dynamics).
-      Under ``jax.vmap`` (e.g. over params of several seeds) that
-      ``lax.cond`` becomes a select and the exact branch runs every step;
-      batch axes of ``xs`` keep it a real branch.
+      Under ``jax.vmap`` (e.g. over params of several seeds) it stays a real
+      branch, taken when any element is loose (a custom batching rule; a
+      plain ``lax.cond`` would become a select and run the SVD every step).
     - ``"eigh"``: the largest eigenvalue of ``U Uᵀ`` at every step.
     - ``"svd"``: the largest singular value at every step (slowest).
 
@@ -209,7 +209,7 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
 
     ``xw (T, B, G)``, ``carry`` leaves ``(B, ...)``; returns ``(T, B)``.
     The fallback is a ``lax.cond`` on one scalar for the whole batch, so it
-    is really skipped (a per-element ``vmap`` would run both branches).
+    is really skipped, also under ``vmap`` (see :func:`_top_or_exact`).
     Also returns ``(T,)``: True where the bracket was tight (no fallback).
     """
 
@@ -239,10 +239,6 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
         upper = jnp.sum(u * u) - jnp.sum(theta[:-1])
         return theta[-1], upper, v
 
-    def exact(u, v):
-        # The subspace keeps iterating, so no eigenvectors are needed here.
-        return jnp.square(jnp.linalg.svd(u, compute_uv=False)[0]), v
-
     def body(state, inp):
         u, log_scale, v = state
         s_t, xw_t = inp
@@ -250,11 +246,9 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
         log_scale = log_scale + log_step
         lower, upper, v_new = jax.vmap(bracket)(u, v)
         tight = jnp.all(upper <= lower * _CERTIFY)
-        top, v = lax.cond(
-            tight, lambda: (lower, v_new), lambda: jax.vmap(exact)(u, v_new)
-        )
+        top = _top_or_exact(tight, lower, u)
         out = (log_scale + 0.5 * safe_log(top)) / LN10
-        return (u, log_scale, v), (out, tight)
+        return (u, log_scale, v_new), (out, tight)
 
     eye = jnp.eye(size, dtype=dtype) / jnp.sqrt(jnp.asarray(size, dtype))
     v0 = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (size, block), dtype))[0]
@@ -265,6 +259,39 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
     )
     _, out = lax.scan(body, start, (states, xw), reverse=True)
     return out
+
+
+def _exact_top(u):
+    """``σ_1(U)²`` of each ``U (..., S, S)``."""
+    # The subspace keeps iterating, so no singular vectors are needed here.
+    return jnp.square(jnp.linalg.svd(u, compute_uv=False)[..., 0])
+
+
+@jax.custom_batching.custom_vmap
+def _top_or_exact(tight, lower, u):
+    """``lower (B,)`` where the bracket is ``tight ()``, else exact: ``(B,)``."""
+    return lax.cond(tight, lambda: lower, lambda: _exact_top(u))
+
+
+@_top_or_exact.def_vmap
+def _top_or_exact_vmap(axis_size, in_batched, tight, lower, u):
+    # Under vmap (e.g. over the seeds of a sweep) a plain lax.cond becomes a
+    # select and the SVD runs at every step for every element. Instead branch
+    # once on "tight everywhere" and pick per element: the same numbers as the
+    # unbatched function, element by element.
+    tight, lower, u = (
+        x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+        for x, batched in zip((tight, lower, u), in_batched, strict=True)
+    )
+    each = jnp.broadcast_to(
+        tight.reshape(axis_size, *(1,) * (lower.ndim - 1)), lower.shape
+    )
+    top = lax.cond(
+        jnp.all(tight),
+        lambda: lower,
+        lambda: jnp.where(each, lower, _exact_top(u)),
+    )
+    return top, True
 
 
 def _reverse_products(cell, params, xw, carry, size, norm_fn):

@@ -191,18 +191,23 @@ def run(
     if config["experiment"]["quick"] and _platform(devices) == "cpu":
         # A quick run is a smoke test of tiny shapes: compile time dominates.
         compiler_options = dict(QUICK_COMPILER_OPTIONS)
-    if config["experiment"]["kind"] == "clipping":
-        return _run_clipping(config, out, reporter, on_point, compiler_options)
-    return _run_measure(
-        config,
-        out,
-        reporter,
-        devices,
-        on_point,
-        batching,
-        compiler_options,
-        {} if cache is None else cache,
-    )
+    from .._measure._lapack import single_threaded_lapack
+
+    # XLA parallelises each point itself; a threaded OpenBLAS under its
+    # per-step LAPACK calls (QR, SVD) only steals its cores (10-100x slower).
+    with single_threaded_lapack():
+        if config["experiment"]["kind"] == "clipping":
+            return _run_clipping(config, out, reporter, on_point, compiler_options)
+        return _run_measure(
+            config,
+            out,
+            reporter,
+            devices,
+            on_point,
+            batching,
+            compiler_options,
+            {} if cache is None else cache,
+        )
 
 
 def _platform(devices) -> str:
