@@ -125,10 +125,12 @@ def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]
     return lambda hs: jnp.sum(hs @ readout)
 
 
-#: How each measurement runs its seeds on CPU, from benchmarks/bench_sweep.py:
-#: ``vmap`` where one batched program is faster; ``lax.map`` for the Jacobian
-#: products, whose ``vmap`` over per-seed weights is many times slower (XLA:CPU
-#: runs the batched small matrix products without its fast GEMM path).
+#: How each measurement runs its seeds on CPU, from benchmarks/bench_sweep.py
+#: (with LAPACK on one thread, as :func:`gradflow.sweep.run` pins it): ``vmap``
+#: where one batched program is as fast or faster; ``lax.map`` for the Jacobian
+#: products, whose exact SVD fallback, batched, runs for every seed at a step
+#: where any one seed needs it (1.6x slower than ``lax.map`` for an LSTM with
+#: N = 64, a tie at smaller states).
 AUTO_BATCHING = {
     "grad_norms": "vmap",
     "lyapunov": "vmap",
@@ -256,8 +258,8 @@ def _batch(fn: Callable, mode: str, sharding) -> Callable:
 
     if sharding is None or sharding.mesh.size == 1:
         return mapped
-    # Each device loops over its own seeds; a vmap across devices instead would
-    # batch the weights, which is the slow path this mode avoids.
+    # Each device loops over its own seeds, so each seed takes the Jacobian
+    # products' SVD fallback only where it needs it.
     # check_vma=False: the measurements start scans from fresh zero carries,
     # which the varying-axis type check would reject; every seed is independent.
     spec = sharding.spec

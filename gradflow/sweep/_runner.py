@@ -147,7 +147,10 @@ def run(
     (padded to a multiple of the device count). A point's arrays
     go to ``out/points/<id>.npz`` atomically and its metrics to
     ``metrics.jsonl``; points already there are skipped, so re-running an
-    interrupted command finishes it with the same numbers.
+    interrupted command finishes it with the same numbers. While it runs,
+    SciPy's OpenBLAS (the LAPACK behind jax's CPU ``qr``/``svd``/``eigh``) is
+    held at one thread: XLA already uses every core, and a threaded OpenBLAS
+    beside it made points 10-100x slower (benchmarks/README.md, "Sweep").
 
     Across hosts: call ``jax.distributed.initialize()`` first on every host and
     run the same config with the same ``out`` (a shared file system). The mesh
