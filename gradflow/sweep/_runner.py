@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -271,11 +272,10 @@ def _run_measure(
     for p in todo:
         order.setdefault(signature(config, p.coords), len(order))
     todo.sort(key=lambda p: order[signature(config, p.coords)])
-    reporter.start(config["experiment"]["name"], len(points), len(points) - len(todo))
     padded = _pad(seeds, len(devices))
     seed_array = _to_global(padded, sharding)
     current, fn, params = None, None, None
-    try:
+    with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
             t_point = time.perf_counter()
             sig = signature(config, point.coords)
@@ -309,15 +309,27 @@ def _run_measure(
                 {k: v[:n] for k, v in arrays.items()},
                 {k: v[:n] for k, v in metrics.items()},
             )
-            reporter.advance(point.id, time.perf_counter() - t_point)
-            if on_point is not None:
-                on_point(point.id)
+            _point_finished(reporter, point, t_point, on_point)
+    return out
+
+
+@contextlib.contextmanager
+def _reporting(out, config, reporter, prov, spent, t0, total, remaining):
+    """Progress around a run's loop; provenance written however the loop ends."""
+    reporter.start(config["experiment"]["name"], total, total - remaining)
+    try:
+        yield
     finally:
         reporter.close()
         prov["wall_time_s"] = round(spent + time.perf_counter() - t0, 3)
         if _is_writer():
             results.atomic_write_json(out / results.PROVENANCE, prov)
-    return out
+
+
+def _point_finished(reporter, point: Point, t_point: float, on_point) -> None:
+    reporter.advance(point.id, time.perf_counter() - t_point)
+    if on_point is not None:
+        on_point(point.id)
 
 
 def _cache_key(config, sig, devices, batching, compiler_options) -> str:
@@ -371,22 +383,14 @@ def _run_clipping(config, out, reporter, on_point, compiler_options) -> Path:
     ]
     done = _finished(out)
     todo = [p for p in points if p.id not in done]
-    reporter.start(config["experiment"]["name"], len(points), len(points) - len(todo))
-    try:
+    with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
             t_point = time.perf_counter()
             arrays, metrics = train.run_clipping_point(
                 section, point.coords, seeds, compiler_options=compiler_options
             )
             _write_point(out, point, arrays, metrics)
-            reporter.advance(point.id, time.perf_counter() - t_point)
-            if on_point is not None:
-                on_point(point.id)
-    finally:
-        reporter.close()
-        prov["wall_time_s"] = round(spent + time.perf_counter() - t0, 3)
-        if _is_writer():
-            results.atomic_write_json(out / results.PROVENANCE, prov)
+            _point_finished(reporter, point, t_point, on_point)
     if _is_writer():
         summary = train.summarize_clipping(results.read_metrics(out))
         results.atomic_write_json(out / results.SUMMARY, summary)
