@@ -42,12 +42,13 @@ def test_value_and_agc_clips():
     assert (
         max(float(jnp.max(jnp.abs(v))) for v in jax.tree_util.tree_leaves(out)) <= 0.5
     )
-    # AGC needs params: a unit's gradient norm is cut to 0.1 x its weight norm
+    # AGC needs params: an output unit's (a row's) gradient norm is cut to 0.1 x
+    # its weight norm
     params = _tree(jax.random.key(3), 1.0)
     tx = gf.train.clipper("agc", 0.1)
     out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(g, params)
-    ratio = np.linalg.norm(out["W"], axis=0) / np.maximum(
-        np.linalg.norm(params["W"], axis=0), 1e-3
+    ratio = np.linalg.norm(out["W"], axis=1) / np.maximum(
+        np.linalg.norm(params["W"], axis=1), 1e-3
     )
     assert np.all(ratio <= 0.1 + 1e-5)
 

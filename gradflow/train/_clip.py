@@ -1,7 +1,8 @@
-"""Gradient clipping as optax transforms: a percentile clip and a clip monitor."""
+"""Gradient clipping as optax transforms: AutoClip, ZClip, unit-wise AGC, a monitor."""
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, NamedTuple
 
@@ -11,7 +12,9 @@ import optax
 
 from .._checks import check_choice, check_float, check_int
 
-CLIP_NAMES = ("none", "global_norm", "value", "agc", "autoclip")
+CLIP_NAMES = ("none", "global_norm", "value", "agc", "autoclip", "zclip")
+ZCLIP_MODES = ("zscore", "percentile")
+ZCLIP_OPTIONS = ("adaptive_scaling", "mean")
 
 # optax.global_norm is deprecated in favour of optax.tree.norm (optax >= 0.2.5)
 global_norm = getattr(getattr(optax, "tree", None), "norm", None) or optax.global_norm
@@ -31,6 +34,31 @@ class PercentileClipState(NamedTuple):
     history: jax.Array
     count: jax.Array
     threshold: jax.Array
+
+
+class ZClipState(NamedTuple):
+    """State of :func:`zclip`.
+
+    Attributes:
+        buffer: ``(warmup_steps,)`` the finite global norms of the warm-up
+            updates (slot ``i`` holds the ``i``-th); unused slots are 0.
+        count: ``()`` int32, finite norms seen, counted up to ``warmup_steps``
+            (the statistics are live once it reaches ``warmup_steps``).
+        mean: ``()`` EMA of the norm (0 during warm-up).
+        var: ``()`` EMA of its variance (0 during warm-up).
+        threshold: ``()`` the norm the last update was clipped to (``inf``:
+            not clipped).
+        spike: ``()`` bool, whether the last norm was an outlier (``zscore``
+            mode: z-score above ``z_thresh``; ``percentile`` mode: above
+            ``mean + z_thresh * std``).
+    """
+
+    buffer: jax.Array
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+    threshold: jax.Array
+    spike: jax.Array
 
 
 class MonitorState(NamedTuple):
@@ -124,6 +152,190 @@ def percentile_clip(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def zclip(
+    alpha: float = 0.97,
+    z_thresh: float = 2.5,
+    warmup_steps: int = 25,
+    max_norm: float | None = None,
+    mode: str = "zscore",
+    *,
+    clip_option: str = "adaptive_scaling",
+    clip_factor: float = 1.0,
+    skip_update_on_spike: bool = False,
+    eps: float = 1e-6,
+) -> optax.GradientTransformation:
+    """ZClip (Kumar et al. 2025): clip norms that are z-score outliers against an EMA.
+
+    Step by step what the reference package ``zclip`` 1.0.0 (``ZClip.step``) does
+    to a model's gradients, with ``g`` the global norm of the incoming update:
+
+    * warm-up (the first ``warmup_steps`` updates): record ``g``; clip to
+      ``max_norm`` as ``torch.nn.utils.clip_grad_norm_`` would (scale
+      ``min(1, max_norm / (g + 1e-6))``) if given. After the last one the mean
+      and (population) variance of the recorded norms start the EMA.
+    * then, with ``std = sqrt(var)``: in ``"zscore"`` mode, if
+      ``z = (g - mean) / (std + eps) > z_thresh`` the clip level is
+      ``clip_factor * (mean + z_thresh * std / (z / z_thresh))``
+      (``clip_option="adaptive_scaling"``) or ``mean`` (``"mean"``); in
+      ``"percentile"`` mode it is ``mean + z_thresh * std`` whenever ``g``
+      exceeds that. ``max_norm`` caps the level (and ``g`` itself when there is
+      none); a level below ``g`` scales the update by ``level / (g + 1e-6)``.
+    * the EMA then takes the clip level if there was one, else ``g``:
+      ``mean = alpha * mean + (1 - alpha) * x``,
+      ``var = alpha * var + (1 - alpha) * (x - mean)**2`` with the *new* mean
+      (unless ``skip_update_on_spike`` and there was one).
+
+    Differences from the reference, both on purpose: the statistics live in
+    the norm's dtype (the reference keeps Python floats, float64), and a
+    non-finite norm is neither recorded nor clipped (the reference would turn
+    its mean into NaN for good and never clip again; here the update passes
+    through unchanged so divergence checks downstream still see it).
+
+    Args:
+        alpha: EMA smoothing factor in (0, 1).
+        z_thresh: z-score threshold, > 0.
+        warmup_steps: updates recorded before the EMA starts, >= 1.
+        max_norm: a hard cap on the norm, > 0 (``None``: none; the reference's
+            own default is 1.0).
+        mode: ``"zscore"`` or ``"percentile"``.
+        clip_option: ``"adaptive_scaling"`` or ``"mean"`` (``"zscore"`` mode).
+        clip_factor: multiplies the adaptive level, > 0.
+        skip_update_on_spike: leave the EMA alone on clipped updates.
+        eps: added to ``std`` in the z-score, >= 0.
+
+    Returns:
+        An ``optax.GradientTransformation`` with :class:`ZClipState`.
+
+    Example:
+        >>> opt = optax.chain(gf.train.zclip(), optax.adam(1e-3))
+    """
+    alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+    if alpha >= 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    z_thresh = check_float("z_thresh", z_thresh, minimum=0.0, strict=True)
+    warmup = check_int("warmup_steps", warmup_steps)
+    cap = (
+        math.inf
+        if max_norm is None
+        else check_float("max_norm", max_norm, minimum=0.0, strict=True)
+    )
+    check_choice("mode", mode, ZCLIP_MODES)
+    check_choice("clip_option", clip_option, ZCLIP_OPTIONS)
+    factor = check_float("clip_factor", clip_factor, minimum=0.0, strict=True)
+    eps = check_float("eps", eps, minimum=0.0)
+    if not isinstance(skip_update_on_spike, bool):
+        raise TypeError(
+            f"skip_update_on_spike must be a bool, got "
+            f"{type(skip_update_on_spike).__name__} {skip_update_on_spike!r}"
+        )
+
+    def init_fn(params):
+        z = _norm_zero(params)
+        return ZClipState(
+            buffer=jnp.zeros((warmup,), z.dtype),
+            count=jnp.zeros([], jnp.int32),
+            mean=z,
+            var=z,
+            threshold=jnp.full([], jnp.inf, z.dtype),
+            spike=jnp.zeros([], bool),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        g = global_norm(updates).astype(state.mean.dtype)
+        finite = jnp.isfinite(g)
+        warming = state.count < warmup
+        live = finite & ~warming
+        # warm-up: record, and start the EMA once the buffer is full
+        buffer = jnp.where(
+            finite & warming, state.buffer.at[state.count % warmup].set(g), state.buffer
+        )
+        count = state.count + (finite & warming).astype(jnp.int32)
+        start = warming & (count == warmup)
+        b_mean = jnp.mean(buffer)
+        b_var = jnp.mean((buffer - b_mean) ** 2)
+        # adaptive level from the statistics before this update
+        std = jnp.sqrt(state.var)
+        if mode == "percentile":
+            level = state.mean + z_thresh * std
+            spike = g > level
+        else:
+            z = (g - state.mean) / (std + eps)
+            spike = z > z_thresh
+            if clip_option == "mean":
+                level = state.mean
+            else:
+                level = factor * (state.mean + z_thresh * std / (z / z_thresh))
+        spike = live & spike
+        adaptive = jnp.where(spike, level, g)
+        effective = jnp.minimum(adaptive, cap)
+        one = jnp.ones([], g.dtype)
+        scale_live = jnp.where(g > effective, effective / (g + 1e-6), one)
+        scale_warm = jnp.minimum(cap / (g + 1e-6), one)
+        scale = jnp.where(finite, jnp.where(warming, scale_warm, scale_live), one)
+        x = jnp.where(spike, level, g)
+        new_mean = alpha * state.mean + (1 - alpha) * x
+        new_var = alpha * state.var + (1 - alpha) * (x - new_mean) ** 2
+        move = live & ~spike if skip_update_on_spike else live
+        mean = jnp.where(start, b_mean, jnp.where(move, new_mean, state.mean))
+        var = jnp.where(start, b_var, jnp.where(move, new_var, state.var))
+        clipped_to = jnp.where(scale < 1, jnp.where(warming, cap, effective), jnp.inf)
+        updates = jax.tree_util.tree_map(lambda u: (u * scale).astype(u.dtype), updates)
+        return updates, ZClipState(
+            buffer=buffer,
+            count=count,
+            mean=mean,
+            var=var,
+            threshold=clipped_to.astype(state.threshold.dtype),
+            spike=spike,
+        )
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3
+) -> optax.GradientTransformation:
+    """Unit-wise adaptive gradient clipping (Brock et al. 2021) for (out, in) weights.
+
+    Each output unit's gradient is rescaled to at most ``clipping`` times the
+    norm of its weights (floored at ``eps``): ``optax.adaptive_grad_clip``'s
+    rule, with the unit taken the way gradflow (like PyTorch) stores weights.
+    A leaf of rank >= 2 is ``(out, *in)``: one norm per slice along axis 0, over
+    all other axes (a row of ``W_ih``/``W_hh``, a row of a readout, a token's
+    embedding). A vector or scalar (a bias) is one unit. optax's default
+    reduces a rank-2 leaf over axis 0, the output unit of an ``(in, out)``
+    kernel, which for ``(out, in)`` weights would take one norm per input column.
+
+    Args:
+        clipping: the largest allowed ratio of a unit's gradient norm to its
+            weight norm, > 0.
+        eps: the smallest weight norm used, >= 0 (so zero-initialised units
+            can move).
+
+    Returns:
+        An ``optax.GradientTransformation`` (stateless; needs ``params``).
+    """
+    clipping = check_float("clipping", clipping, minimum=0.0, strict=True)
+    eps = check_float("eps", eps, minimum=0.0)
+
+    def clip_leaf(g, p):
+        axis = tuple(range(1, g.ndim)) if g.ndim >= 2 else tuple(range(g.ndim))
+        g_norm = optax.transforms.unitwise_norm(g, axis=axis)
+        p_norm = optax.transforms.unitwise_norm(p, axis=axis)
+        limit = clipping * jnp.maximum(p_norm, eps)
+        return optax.transforms.unitwise_clip(g_norm, limit, g)
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError(
+                "adaptive_grad_clip needs params: call update(updates, state, params)"
+            )
+        return jax.tree_util.tree_map(clip_leaf, updates, params), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
 def monitor(
     inner: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
@@ -183,9 +395,11 @@ def clipper(
         name: ``"none"`` (identity), ``"global_norm"``
             (``optax.clip_by_global_norm(threshold)``), ``"value"``
             (``optax.clip(threshold)``, elementwise), ``"agc"``
-            (``optax.adaptive_grad_clip(threshold)``, unit-wise ratio) or
-            ``"autoclip"`` (:func:`percentile_clip` with ``threshold`` the
-            percentile, default 10).
+            (:func:`adaptive_grad_clip`, the ratio of each output unit's
+            gradient norm to its weight norm), ``"autoclip"``
+            (:func:`percentile_clip` with ``threshold`` the percentile, default
+            10) or ``"zclip"`` (:func:`zclip` with ``threshold`` the z-score
+            threshold, default 2.5).
         threshold: the clip level, > 0 (ignored for ``"none"``).
         history: AutoClip's ring-buffer length.
 
@@ -197,6 +411,8 @@ def clipper(
         return optax.identity()
     if name == "autoclip":
         return percentile_clip(10.0 if threshold is None else threshold, history)
+    if name == "zclip":
+        return zclip(z_thresh=2.5 if threshold is None else threshold)
     if threshold is None:
         raise ValueError(f"clip {name!r} needs a threshold > 0, got None")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
@@ -209,4 +425,4 @@ def clipper(
         return optax.clip_by_global_norm(t)
     if name == "value":
         return optax.clip(t)
-    return optax.adaptive_grad_clip(t)
+    return adaptive_grad_clip(t)
