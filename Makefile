@@ -4,17 +4,23 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint format bench figures clean
+.PHONY: demo test dist lint format bench figures clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
+# The distribution was called "gradflow" up to 0.1.0 and is "gradflow-jax" now;
+# an old install of ours in this venv would shadow the new name, so it goes.
+UNINSTALL_OLD := $(BIN)/python -m pip uninstall -q -y gradflow 2>/dev/null || true
+
+$(STAMP_RUN): pyproject.toml setup.py | $(BIN)/python
+	$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(BIN)/python
+$(STAMP_TEST): pyproject.toml setup.py | $(BIN)/python
+	$(UNINSTALL_OLD)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
@@ -22,8 +28,13 @@ demo: $(STAMP_RUN)
 	$(BIN)/gradflow demo --out gradflow-demo
 
 # One OpenBLAS thread: its busy-waiting threads fight XLA's for the 2 cores.
+# Coverage: a per-module table of gradflow at the end (line coverage).
 test: $(STAMP_TEST)
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest --cov=gradflow --cov-report=term
+
+# The wheel and the sdist into dist/ (with this venv's setuptools: no download).
+dist: $(STAMP_TEST)
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
@@ -40,4 +51,4 @@ figures: $(STAMP_RUN)
 	$(BIN)/python -m gradflow.cli figures --experiments experiments --out figures
 
 clean:
-	rm -rf $(VENV) gradflow-demo build *.egg-info
+	rm -rf $(VENV) gradflow-demo build dist *.egg-info

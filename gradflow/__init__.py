@@ -7,9 +7,23 @@ figures (``gradflow.plots``, ``gradflow report``) never imports jax.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+# The distribution is "gradflow-jax" (the index's "gradflow" is another project);
+# its version is written once, in pyproject.toml.
+_DISTRIBUTION = "gradflow-jax"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        # a source tree on sys.path that was never installed: unknown, not a guess
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _SUBPACKAGES = (
     "cells",

@@ -1,5 +1,6 @@
 """The ``gradflow`` command line: run --quick on every shipped config, report, help."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +95,15 @@ def test_report_on_a_missing_directory(tmp_path, capsys):
 def test_help_explains_every_option(capsys):
     parser = build_parser()
     commands = {
-        "run": ["CONFIG", "--out", "--quick", "--force", "--report", "--quiet"],
+        "run": [
+            "CONFIG",
+            "--out",
+            "--list",
+            "--quick",
+            "--force",
+            "--report",
+            "--quiet",
+        ],
         "demo": ["--out", "--quick", "--quiet"],
         "report": ["DIR"],
         "figures": ["--experiments", "--out", "--results", "--only", "--quick"],
@@ -104,14 +113,26 @@ def test_help_explains_every_option(capsys):
     assert exit_.value.code == 0
     top = capsys.readouterr().out
     for command in commands:
-        assert command in top
+        assert f"\n    {command} " in top, command  # listed with its summary
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for command, options in commands.items():
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
-        text = capsys.readouterr().out
-        for option in options:
-            assert option in text, (command, option)
-        # Every option has a sentence of help after it (argparse's default is none).
-        assert text.count("\n  -") + text.count("\n  --") >= len(
-            [o for o in options if o.startswith("-")]
-        )
+        # whitespace dropped: argparse re-wraps help, even inside hyphenated words
+        page = "".join(capsys.readouterr().out.split())
+        actions = [
+            a
+            for a in sub.choices[command]._actions
+            if not isinstance(a, argparse._HelpAction)
+        ]
+        names = {
+            a.metavar if not a.option_strings else a.option_strings[0] for a in actions
+        }
+        assert set(options) <= names, (command, set(options) - names)
+        # Every option, listed or added later, has a sentence of help, and the
+        # page shows it (argparse's default is no help at all).
+        for action in actions:
+            assert action.help, (command, action.dest)
+            helptext = action.help % {"default": action.default}
+            assert len(helptext.split()) >= 3, (command, action.dest, helptext)
+            assert "".join(helptext.split()) in page, (command, action.dest)

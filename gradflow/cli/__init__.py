@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,9 @@ _DESCRIPTION = """\
 Measure how gradients vanish or explode through time in recurrent networks.
 
   gradflow demo                  RNN vs LSTM vs GRU, a report in ./gradflow-demo/
-  gradflow run CONFIG --out DIR  run an experiment (TOML) into a results directory
+  gradflow run CONFIG --out DIR  run an experiment (a TOML file or a shipped
+                                 experiment's name) into a results directory
+  gradflow run --list            the shipped experiments, with descriptions
   gradflow report DIR            figures + report.html from saved results
   gradflow figures               re-make figures/ from every experiments/*.toml
 
@@ -71,10 +74,33 @@ def _write_report(directory: Path, quiet: bool) -> Path:
     return path
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from gradflow import sweep
+def _list_shipped() -> int:
+    from gradflow._experiments import shipped, shipped_dir
 
-    config = sweep.load_config(args.config)
+    experiments = shipped()
+    if not experiments:
+        raise _Failure("no shipped experiments found in this installation")
+    width = shutil.get_terminal_size((88, 24)).columns
+    for e in experiments:
+        print(e.name)
+        for line in textwrap.wrap(e.description or "(no description)", width - 4):
+            print(f"    {line}")
+    print(f"\n({shipped_dir()}; run one with: gradflow run NAME --out DIR [--quick])")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _list_shipped()
+    if args.config is None or args.out is None:
+        raise _Failure(
+            "run needs CONFIG (a TOML file or a shipped experiment's name, see "
+            "`gradflow run --list`) and --out DIR"
+        )
+    from gradflow import sweep
+    from gradflow._experiments import resolve
+
+    config = sweep.load_config(resolve(args.config))
     out = sweep.run(
         config,
         args.out,
@@ -161,14 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run an experiment config into a results directory",
-        description="Run every grid point of an experiment (a TOML file) and write "
-        "its results into DIR.",
+        description="Run every grid point of an experiment (a TOML file, or a "
+        "shipped experiment by name) and write its results into DIR.",
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", metavar="CONFIG", help="the experiment's TOML file")
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="the results directory to write"
+        "config",
+        metavar="CONFIG",
+        nargs="?",
+        help="the experiment: a TOML file, or the name of a shipped experiment "
+        "(e.g. init_scale; see --list)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="the results directory to write (required)"
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the shipped experiments with their descriptions, and exit",
     )
     p.add_argument(
         "--quick",
