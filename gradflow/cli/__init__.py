@@ -1,4 +1,4 @@
-"""The ``gradflow`` command line: ``run``, ``demo``, ``report``, ``figures``.
+"""The ``gradflow`` command line: ``run``, ``demo``, ``report``, ``audit``, ``figures``.
 
 Each sub-command imports what it needs when it runs, so ``gradflow report``
 (which only reads saved results and draws) never imports jax.
@@ -23,6 +23,7 @@ Measure how gradients vanish or explode through time in recurrent networks.
                                  experiment's name) into a results directory
   gradflow run --list            the shipped experiments, with descriptions
   gradflow report DIR            figures + report.html from saved results
+  gradflow audit LOG --threshold T   judge a clipping threshold on any run's norms
   gradflow figures               re-make figures/ from every experiments/*.toml
 
 Run `gradflow <command> --help` for each command's options.
@@ -135,6 +136,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise _Failure(str(err)) from err
     _write_report(Path(args.dir), quiet=False)
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from gradflow.report import _audit
+
+    log = _audit.read_log(args.log, point=args.point, seed=args.seed)
+    result = _audit.audit(log, args.threshold)
+    if args.out:
+        page = _audit.write_audit(log, result, args.out)
+        print(f"audit: {page}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print(result["verdict"])
+        for name, value in _audit.summary_rows(result):
+            print(f"  {name}: {value}")
     return 0
 
 
@@ -255,6 +275,40 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", metavar="DIR", help="a results directory (gradflow run --out)"
     )
     p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser(
+        "audit",
+        help="judge a clipping threshold against a training run's gradient norms",
+        description="Read per-step global gradient norms (CSV or JSONL with step, "
+        "grad_norm and optionally loss, clipped; JSON; .npz; or a gradflow results "
+        "directory) and report the clip fraction at T, T's percentile, spikes "
+        "(ZClip's z-score test), the norm's trend and a recommended range "
+        "(AutoClip's 10th-90th percentile band within 0.5-10x the median norm).",
+    )
+    p.add_argument("log", metavar="LOG", help="the log file or results directory")
+    p.add_argument(
+        "--threshold",
+        required=True,
+        type=float,
+        metavar="T",
+        help="the global-norm clipping threshold to judge (inf: none)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (keys clip_fraction, threshold_percentile, "
+        "spikes, recommended_range, and more)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="also write figures, audit.md and audit.html"
+    )
+    p.add_argument(
+        "--point", metavar="ID", help="a results directory's point (default: first)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed index in a results directory"
+    )
+    p.set_defaults(handler=_cmd_audit)
 
     p = sub.add_parser(
         "figures",

@@ -9,6 +9,7 @@ heat maps) and counted in the legend. ``save`` writes PDF/SVG (text as text) and
 PNG (300 dpi) atomically.
 """
 
+from gradflow.plots._audit import grad_norm_trace
 from gradflow.plots._clipping import (
     clipping_summary,
     grad_norm_histogram,
@@ -49,6 +50,7 @@ __all__ = [
     "grad_norm_heatmap",
     "grad_norm_histogram",
     "grad_norm_profile",
+    "grad_norm_trace",
     "jacobian_singular_values",
     "lambda_max_vs_gain",
     "layer_heatmap",

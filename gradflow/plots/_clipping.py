@@ -207,6 +207,7 @@ def grad_norm_histogram(
     grad_norms: Any,
     *,
     thresholds: Mapping[str, float] | Sequence[float] = (),
+    shade: tuple[float, float] | None = None,
     bins: int = 40,
     column: str = "single",
     style: StyleLike = "paper",
@@ -217,6 +218,8 @@ def grad_norm_histogram(
         grad_norms: any shape: norms before clipping (e.g. ``(seeds, iterations)``).
         thresholds: ``label -> threshold`` or a sequence of thresholds, each drawn
             as a vertical line (non-finite ones, "no clipping", are skipped).
+        shade: ``(lo, hi)``, a range of norms to shade (e.g. the recommended
+            range of ``gradflow audit``).
         bins: number of bins.
         column: ``"single"`` or ``"double"``.
         style: a style name, rc mapping, or ``None``.
@@ -241,6 +244,11 @@ def grad_norm_histogram(
             edges = np.logspace(lo, hi, bins + 1)
             ax.hist(pos, bins=edges, color="#56B4E9", edgecolor="white", lw=0.3)
         ax.set_xscale("log")
+        if shade is not None:
+            lo_s, hi_s = (float(v) for v in shade)
+            ax.axvspan(
+                lo_s, hi_s, color="#009E73", alpha=0.15, lw=0, label="recommended range"
+            )
         drawn = [
             (k, float(v))
             for k, v in thresholds.items()
