@@ -30,6 +30,7 @@ from gradflow.plots._profiles import (
     layer_heatmap,
     param_grad_share,
 )
+from gradflow.plots._study import success_heatmap, success_vs
 from gradflow.plots._style import (
     COLUMN_WIDTHS,
     PALETTE,
@@ -63,4 +64,6 @@ __all__ = [
     "save",
     "style",
     "style_rc",
+    "success_heatmap",
+    "success_vs",
 ]
