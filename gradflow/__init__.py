@@ -42,6 +42,8 @@ _FUNCTIONS = {
     "unroll": "gradflow._unroll",
     "from_torch": "gradflow.cells._torch",
     "from_state_dict": "gradflow.cells._torch",
+    "from_equinox": "gradflow.cells._equinox",
+    "from_flax": "gradflow.cells._flax",
     # measurement core (gradflow._measure)
     "hidden_grad_norms": "gradflow._measure",
     "param_grad_by_step": "gradflow._measure",

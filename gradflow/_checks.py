@@ -63,27 +63,30 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_sequence(name: str, xs: Any, input_size: int) -> tuple[int, ...]:
+def check_sequence(name: str, xs: Any, input_size: int | None) -> tuple[int, ...]:
     """A time-major float array ``(T, *batch, input_size)``; returns ``batch``.
+
+    ``input_size=None`` (a custom cell that takes any width) accepts any ``D``.
 
     NaN or inf in concrete inputs is rejected too: a measurement of a gradient
     through a NaN input is meaningless.
     """
     shape = getattr(xs, "shape", None)
     dtype = getattr(xs, "dtype", None)
+    width = "D" if input_size is None else input_size
     if shape is None or dtype is None:
         raise TypeError(
-            f"{name} must be an array of shape (T, *batch, {input_size}), "
+            f"{name} must be an array of shape (T, *batch, {width}), "
             f"got {type(xs).__name__}"
         )
     if not np.issubdtype(np.dtype(dtype), np.floating):
         raise TypeError(f"{name} must have a floating dtype, got {dtype}")
     if len(shape) < 2:
         raise ValueError(
-            f"{name} must have shape (T, *batch, {input_size}) (rank >= 2, "
+            f"{name} must have shape (T, *batch, {width}) (rank >= 2, "
             f"time-major), got shape {tuple(shape)}"
         )
-    if shape[-1] != input_size:
+    if input_size is not None and shape[-1] != input_size:
         raise ValueError(
             f"{name} must have last axis input_size={input_size} "
             f"(shape (T, *batch, {input_size})), got shape {tuple(shape)}"

@@ -1,6 +1,7 @@
-"""Recurrent cells as pure functions (RNN, LSTM, GRU, stacks) and their initialisers."""
+"""Recurrent cells as pure functions (RNN, LSTM, GRU, stacks, any step function)."""
 
 from ._cell import Cell
+from ._custom import custom
 from ._gru import GRUCarry, gru
 from ._init import (
     Initializer,
@@ -34,6 +35,7 @@ __all__ = [
     "Initializer",
     "LSTMCarry",
     "RNNCarry",
+    "custom",
     "gaussian",
     "gru",
     "identity",

@@ -19,8 +19,10 @@ class Cell(NamedTuple):
     """A recurrent cell: pure functions over plain-dict params and NamedTuple carries.
 
     Attributes:
-        kind: ``"rnn"``, ``"lstm"``, ``"gru"`` or ``"stack"``.
-        hidden_size: ``N``, the width of ``h``.
+        kind: ``"rnn"``, ``"lstm"``, ``"gru"``, ``"stack"`` or ``"custom"`` (any
+            step function, Equinox or Flax module).
+        hidden_size: ``N``, the width of ``h`` (``None`` for a custom cell that
+            leaves it to its step).
         init: ``init(key, input_size, dtype=float32) -> params``; params use
             PyTorch's names (``W_ih (G*N, D)``, ``W_hh (G*N, N)``, ``b_ih``,
             ``b_hh``) and gate order.
@@ -32,6 +34,8 @@ class Cell(NamedTuple):
         recur: ``recur(params, carry, xw) -> (carry, h)``, the rest of the step.
         input_size: ``input_size(params) -> D``.
         layers: the stacked cells, bottom first (empty unless ``kind == "stack"``).
+        name: a label (a :func:`gradflow.cells.custom` cell's ``name``; empty
+            for the built-in kinds, which their ``kind`` names).
 
     ``step(params, carry, x) = recur(params, carry, project(params, x))`` is the
     function ``lax.scan`` wants once ``params`` is bound.
@@ -45,6 +49,7 @@ class Cell(NamedTuple):
     recur: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
     input_size: Callable[[Params], int]
     layers: tuple[Cell, ...] = ()
+    name: str = ""
 
     def step(self, params: Params, carry: Carry, x: jax.Array):
         """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""
