@@ -25,32 +25,55 @@ def _apply(tx, grads):
     return run(grads)
 
 
-def test_global_norm_clip_bounds_and_leaves_small_gradients():
+def test_global_norm_clip_rescales_big_gradients_and_leaves_small_ones():
     tx = gf.train.monitor(gf.train.clipper("global_norm", 1.0))
     big, small = _tree(jax.random.key(0), 10.0), _tree(jax.random.key(1), 0.01)
     out, state = _apply(tx, big)
-    assert float(optax.tree.norm(out)) == pytest.approx(1.0, rel=1e-5)
+    raw = float(optax.tree.norm(big))
+    # the same direction at norm 1: every element divided by the global norm
+    for name in big:
+        np.testing.assert_allclose(out[name], np.asarray(big[name]) / raw, rtol=1e-5)
     assert bool(state.fired)
     out, state = _apply(tx, small)
     jax.tree_util.tree_map(np.testing.assert_array_equal, out, small)
     assert not bool(state.fired)
 
 
-def test_value_and_agc_clips():
-    g = _tree(jax.random.key(2), 3.0)
+def test_value_clip_is_elementwise_clip_to_the_threshold():
+    g = {
+        "W": jnp.array([[3.0, -0.2], [0.5, -7.0]]),
+        "b": jnp.array([0.1, -0.6, 0.0]),
+    }
     out, _ = _apply(gf.train.clipper("value", 0.5), g)
-    assert (
-        max(float(jnp.max(jnp.abs(v))) for v in jax.tree_util.tree_leaves(out)) <= 0.5
-    )
-    # AGC needs params: an output unit's (a row's) gradient norm is cut to 0.1 x
-    # its weight norm
-    params = _tree(jax.random.key(3), 1.0)
+    # exactly: elements inside [-0.5, 0.5] are untouched, the rest are ±0.5
+    f32 = np.float32
+    np.testing.assert_array_equal(out["W"], f32([[0.5, -0.2], [0.5, -0.5]]))
+    np.testing.assert_array_equal(out["b"], f32([0.1, -0.5, 0.0]))
+
+
+def test_agc_clips_each_output_row_to_a_multiple_of_its_weight_norm():
+    # weights are (out, in) as in PyTorch: one unit per row (hand-computed)
+    params = {
+        "W": jnp.array([[3.0, 4.0], [0.0, 5e-4], [1.0, 0.0]]),  # row norms 5, 5e-4, 1
+        "b": jnp.array([0.6, 0.8]),  # a vector is one unit, norm 1
+        "E": jnp.array([[[3.0, 4.0]], [[1.0, 0.0]]]),  # rank 3: (out, 1, 2)
+    }
+    grads = {
+        "W": jnp.array([[6.0, 8.0], [1.0, 0.0], [0.03, 0.04]]),  # norms 10, 1, 0.05
+        "b": jnp.array([3.0, 4.0]),
+        "E": jnp.array([[[0.0, 10.0]], [[0.01, 0.0]]]),
+    }
     tx = gf.train.clipper("agc", 0.1)
-    out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(g, params)
-    ratio = np.linalg.norm(out["W"], axis=1) / np.maximum(
-        np.linalg.norm(params["W"], axis=1), 1e-3
-    )
-    assert np.all(ratio <= 0.1 + 1e-5)
+    out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(grads, params)
+    want = {
+        # row 0: limit 0.1*5 = 0.5 of norm 10; row 1: weight norm floored at
+        # eps=1e-3, limit 1e-4; row 2: norm 0.05 < limit 0.1, untouched
+        "W": [[0.3, 0.4], [1e-4, 0.0], [0.03, 0.04]],
+        "b": [0.06, 0.08],
+        "E": [[[0.0, 0.5]], [[0.01, 0.0]]],
+    }
+    for name, value in want.items():
+        np.testing.assert_allclose(out[name], value, rtol=1e-6, err_msg=name)
 
 
 def _run_percentile(norms, percentile, history):
@@ -79,15 +102,41 @@ def test_autoclip_threshold_is_running_percentile():
     np.testing.assert_allclose(out, np.minimum(norms, want), rtol=1e-5)
 
 
-def test_autoclip_ring_buffer_is_a_sliding_window_and_skips_nan():
+def test_autoclip_ring_buffer_is_a_sliding_window():
     norms = np.arange(1, 13, dtype=np.float32)
     thr, _ = _run_percentile(norms, 50.0, history=5)
     want = [np.percentile(norms[max(0, i - 4) : i + 1], 50.0) for i in range(12)]
     np.testing.assert_allclose(thr, want, rtol=1e-6)
+
+
+def test_autoclip_skips_nan_and_counts_only_finite_norms():
+    # percentile 50 sees the whole window: a NaN counted as a step would leave
+    # a stale 0 in it (thresholds 1, 1, 1 ... instead)
     with_nan = np.array([1.0, 2.0, np.nan, 3.0], np.float32)
-    thr, out = _run_percentile(with_nan, 100.0, history=8)
-    np.testing.assert_allclose(thr, [1.0, 2.0, 2.0, 3.0])
-    assert np.isnan(out[2])
+    thr, out = _run_percentile(with_nan, 50.0, history=8)
+    np.testing.assert_allclose(thr, [1.0, 1.5, 1.5, 2.0], rtol=1e-6)
+    assert np.isnan(out[2])  # a NaN gradient passes through for divergence checks
+    np.testing.assert_allclose(out[[0, 1, 3]], [1.0, 1.5, 2.0], rtol=1e-6)
+    # a NaN first: no threshold yet (inf), and the NaN still passes through
+    thr, out = _run_percentile([np.nan, 4.0], 50.0, history=8)
+    assert np.isinf(thr[0]) and np.isnan(out[0])
+    np.testing.assert_allclose(thr[1], 4.0)
+
+
+def test_autoclip_nan_after_the_ring_buffer_wraps():
+    # the window is the last `history` finite norms: a NaN must not move the slot
+    norms = np.array([1, 2, 3, 10, np.nan, 5, 7, np.nan, np.nan, 4, 8], np.float32)
+    history, p = 3, 25.0
+    thr, out = _run_percentile(norms, p, history=history)
+    seen, want = [], []
+    for n in norms:
+        if np.isfinite(n):
+            seen.append(float(n))
+        want.append(np.percentile(seen[-history:], p))
+    np.testing.assert_allclose(thr, want, rtol=1e-6)
+    finite = np.isfinite(norms)
+    np.testing.assert_allclose(out[finite], np.minimum(norms, want)[finite], rtol=1e-6)
+    assert np.isnan(out[~finite]).all()
 
 
 def test_monitor_records_raw_and_clipped_norm_in_a_chain():

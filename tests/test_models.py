@@ -6,10 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import gradflow as gf
-
-torch = pytest.importorskip("torch")
 
 ROW = re.compile(r"^ (\w+) \(([^)]*)\)\s+(\([^)]*\))\s+([\d,]+)$")
 

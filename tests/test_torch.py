@@ -4,10 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 import gradflow as gf
-
-torch = pytest.importorskip("torch")
 
 T, D, N = 12, 5, 7
 MODULES = {

@@ -5,12 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
+import zclip as zclip_ref
 from conftest import tol
 
 import gradflow as gf
-
-torch = pytest.importorskip("torch")
-zclip_ref = pytest.importorskip("zclip")
 
 
 def _norms(n, seed):
