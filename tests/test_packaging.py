@@ -44,12 +44,24 @@ def test_distribution_name_and_one_version_source():
 
 
 def test_every_user_facing_install_line_uses_the_distribution_name():
-    text = (ROOT / "README.md").read_text()
-    installs = re.findall(r"pip install [^\n`]*", text)
-    assert any("gradflow-jax" in line for line in installs), installs
-    for line in installs:
+    # the README and every message or docstring in the package a user may copy
+    texts = {"README.md": (ROOT / "README.md").read_text()}
+    for path in sorted((ROOT / "gradflow").rglob("*.py")):
+        texts[str(path.relative_to(ROOT))] = path.read_text()
+    lines = {
+        (where, line)
+        for where, text in texts.items()
+        for line in re.findall(r"pip install\s[^\n`]*", text)
+    }
+    assert any("gradflow-jax" in line for _, line in lines), lines
+    extras = {
+        e for _, line in lines for e in re.findall(r"gradflow-jax\[(\w+)\]", line)
+    }
+    assert extras <= set(PYPROJECT["project"]["optional-dependencies"]), extras
+    for where, line in lines:
         # `pip install gradflow` (or gradflow[...]) would fetch another project
-        assert not re.search(r"install\s+['\"]?gradflow(\[|['\"\s]|$)", line), line
+        bad = re.search(r"install\s+['\"]?gradflow(\[|['\"\s]|$)", line)
+        assert not bad, (where, line)
 
 
 def test_a_name_resolves_to_the_shipped_config_and_a_path_to_itself(

@@ -1,7 +1,7 @@
 """Equinox recurrent modules as gradflow cells.
 
 equinox is imported only inside :func:`from_equinox` (``pip install
-gradflow[equinox]``); the rest of gradflow never needs it.
+gradflow-jax[equinox]``); the rest of gradflow never needs it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def from_equinox(
         import equinox as eqx
     except ImportError as err:  # pragma: no cover - the [test] extra installs it
         raise ImportError(
-            "from_equinox needs equinox: pip install 'gradflow[equinox]'"
+            "from_equinox needs equinox: pip install 'gradflow-jax[equinox]'"
         ) from err
 
     if not isinstance(module, eqx.Module):

@@ -1,6 +1,6 @@
 """Flax NNX recurrent cells as gradflow cells.
 
-flax is imported only inside :func:`from_flax` (``pip install gradflow[flax]``).
+flax is imported only inside :func:`from_flax` (``pip install gradflow-jax[flax]``).
 A Flax Linen cell has no state of its own; measure it through
 :func:`gradflow.cells.custom` with its variables as params (see the docstring
 of :func:`from_flax`).
@@ -72,7 +72,9 @@ def from_flax(
     try:
         from flax import nnx
     except ImportError as err:  # pragma: no cover - the [test] extra installs it
-        raise ImportError("from_flax needs flax: pip install 'gradflow[flax]'") from err
+        raise ImportError(
+            "from_flax needs flax: pip install 'gradflow-jax[flax]'"
+        ) from err
 
     if not isinstance(module, nnx.Module):
         hint = ""
