@@ -51,12 +51,17 @@ _FUNCTIONS = {
     "jacobian_singular_values": "gradflow._measure",
     "lyapunov_spectrum": "gradflow._measure",
     "decay_rate": "gradflow._measure",
+    "fixed_points": "gradflow._measure",
+    "fixed_point_candidates": "gradflow._measure",
+    "sample_states": "gradflow._measure",
     "vanishing_bound": "gradflow._measure",
     "JacobianNorms": "gradflow._measure",
     "JacobianSpectrum": "gradflow._measure",
     "LyapunovSpectrum": "gradflow._measure",
     "ParamGradByStep": "gradflow._measure",
     "DecayFit": "gradflow._measure",
+    "FixedPoints": "gradflow._measure",
+    "FixedPointCandidates": "gradflow._measure",
     "VanishingBound": "gradflow._measure",
 }
 

@@ -1,5 +1,12 @@
-"""Measurements: per-step gradient norms, Jacobian products, Lyapunov spectra."""
+"""Measurements: gradient norms, Jacobian products, Lyapunov spectra, fixed points."""
 
+from ._fixed import (
+    FixedPointCandidates,
+    FixedPoints,
+    fixed_point_candidates,
+    fixed_points,
+    sample_states,
+)
 from ._grad import hidden_grad_norms
 from ._jacobian import (
     JacobianNorms,
@@ -13,16 +20,21 @@ from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
 
 __all__ = [
     "DecayFit",
+    "FixedPointCandidates",
+    "FixedPoints",
     "JacobianNorms",
     "JacobianSpectrum",
     "LyapunovSpectrum",
     "ParamGradByStep",
     "VanishingBound",
     "decay_rate",
+    "fixed_point_candidates",
+    "fixed_points",
     "hidden_grad_norms",
     "jacobian_norms",
     "jacobian_singular_values",
     "lyapunov_spectrum",
     "param_grad_by_step",
+    "sample_states",
     "vanishing_bound",
 ]
