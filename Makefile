@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test dist lint format bench figures clean
+.PHONY: demo test mutants dist lint format bench figures clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,13 @@ demo: $(STAMP_RUN)
 # Coverage: a per-module table of gradflow at the end (line coverage).
 test: $(STAMP_TEST)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest --cov=gradflow --cov-report=term
+
+# Plant each curated bug (mutants/mutants.toml) in a copy of the repository and run
+# the tests meant to catch it: prints caught/survived per mutant. Not part of
+# `make test` (about 20 minutes on 2 cores); run it before closing an issue that
+# touches the numerical core, clipping or resume code.
+mutants: $(STAMP_TEST)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python mutants/run.py
 
 # The wheel and the sdist into dist/ (with this venv's setuptools: no download).
 dist: $(STAMP_TEST)
