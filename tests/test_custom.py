@@ -220,3 +220,45 @@ def test_given_carry_without_the_batch_axes():
     cell = gf.cells.custom(antisymmetric, jnp.zeros(N))
     with pytest.raises(ValueError, match=r"carry must have leaf shapes"):
         gf.unroll(cell, _params(), jnp.ones((T, 2, D)), jnp.zeros(N))
+
+
+# --- where h sits in the carry ----------------------------------------------
+
+
+def test_output_leaf_finds_the_returned_carry_leaf():
+    def step(p, c, x):
+        h = jnp.tanh(c["s"] + x[:N])
+        return {"v": c["v"] * 0.5, "s": h}, h  # leaves sorted by key: s is 0
+
+    cell = gf.cells.custom(step, {"v": jnp.zeros(2), "s": jnp.zeros(N)})
+    carry = cell.initial_carry((4,))
+    assert gf.cells.output_leaf(cell, {}, carry, jnp.zeros((4, N)), 1) == 0
+
+
+def test_output_leaf_none_when_h_is_not_in_the_carry():
+    cell = gf.cells.custom(lambda p, h, x: (h, 2.0 * h), jnp.zeros(N))
+    assert gf.cells.output_leaf(cell, {}, jnp.zeros(N), jnp.zeros(D)) is None
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_output_leaf_through_vmap_and_batch_folding(batched):
+    step = antisymmetric_batched if batched else antisymmetric
+    cell = gf.cells.custom(step, jnp.zeros(N), batched=batched)
+    carry = cell.initial_carry((2, 3))
+    got = jax.jit(
+        lambda p: jnp.asarray(
+            gf.cells.output_leaf(cell, p, carry, jnp.zeros((2, 3, D)), 2)
+        )
+    )(_params())
+    assert int(got) == 0
+
+
+def test_layer_output_leaves_of_a_mixed_stack():
+    """LSTM (h, c) | custom with h absent from its carry | GRU: leaf offsets."""
+    mid = gf.cells.custom(lambda p, h, x: (h + x[:3], 2.0 * h), jnp.zeros(3))
+    stack = gf.cells.stack([gf.cells.lstm(5), mid, gf.cells.gru(4)])
+    key = jax.random.key(0)
+    params = (gf.cells.lstm(5).init(key, D), {}, gf.cells.gru(4).init(key, 3))
+    carry = stack.initial_carry((2,))
+    leaves = gf.cells.layer_output_leaves(stack, params, carry, jnp.zeros((2, D)), 1)
+    assert leaves == (0, None, 3)

@@ -3,6 +3,7 @@
 from ._cell import Cell
 from ._custom import custom
 from ._gru import GRUCarry, gru
+from ._hidden import layer_output_leaves, output_leaf
 from ._init import (
     Initializer,
     gaussian,
@@ -40,9 +41,11 @@ __all__ = [
     "gru",
     "identity",
     "initializer",
+    "layer_output_leaves",
     "lstm",
     "make",
     "orthogonal",
+    "output_leaf",
     "rnn",
     "sparse",
     "stack",

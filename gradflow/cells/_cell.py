@@ -36,6 +36,11 @@ class Cell(NamedTuple):
         layers: the stacked cells, bottom first (empty unless ``kind == "stack"``).
         name: a label (a :func:`gradflow.cells.custom` cell's ``name``; empty
             for the built-in kinds, which their ``kind`` names).
+        locate_h: ``locate_h(params, carry, xw) -> int | None`` for a custom
+            cell: which leaf of ``tree_leaves(carry)`` the step outputs as
+            ``h`` (``None``: ``h`` is not in the carry), given one example's
+            carry and input (see :func:`gradflow.cells.output_leaf`); ``None``
+            for the built-in kinds, whose carries name it ``h``.
 
     ``step(params, carry, x) = recur(params, carry, project(params, x))`` is the
     function ``lax.scan`` wants once ``params`` is bound.
@@ -50,6 +55,7 @@ class Cell(NamedTuple):
     input_size: Callable[[Params], int]
     layers: tuple[Cell, ...] = ()
     name: str = ""
+    locate_h: Callable[[Params, Carry, jax.Array], int | None] | None = None
 
     def step(self, params: Params, carry: Carry, x: jax.Array):
         """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""

@@ -105,6 +105,25 @@ def custom(
             "sweep draw params per seed"
         )
 
+    def locate_h(params: Params, carry: Carry, x: jax.Array) -> int | None:
+        # Identity of the traced values inside the user's own step: ``h`` is a
+        # leaf of the carry exactly when the step returns that very value
+        # (vmap or reshapes around the step would hide it, so probe the raw
+        # step on one example, or a batch of one).
+        found = []
+
+        def probe(p, c, x):
+            new, h = step(p, c, x)
+            leaves = jax.tree_util.tree_leaves(new)
+            found.append(next((i for i, a in enumerate(leaves) if a is h), None))
+            return new, h
+
+        lead = (1,) if batched else ()
+        jax.eval_shape(
+            probe, _abstract(params), _abstract(carry, lead), _abstract(x, lead)
+        )
+        return found[0]
+
     return Cell(
         kind="custom",
         hidden_size=hidden_size,
@@ -114,6 +133,15 @@ def custom(
         recur=recur,
         input_size=lambda params: input_size,
         name=name,
+        locate_h=locate_h,
+    )
+
+
+def _abstract(tree: Any, lead: tuple[int, ...] = ()) -> Any:
+    """Shape/dtype stand-ins (tracers included), with ``lead`` axes in front."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((*lead, *jnp.shape(a)), jnp.result_type(a)),
+        tree,
     )
 
 
