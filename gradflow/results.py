@@ -144,8 +144,41 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file of a results directory, or ``None`` when it is not there."""
+    path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+# -- labels: the one way every layer names a clipping condition ---------------------
+
+_OFF = ("none", "off", None)
+
+
+def threshold_label(value: Any) -> str:
+    """A threshold as written on an axis: ``1``, ``0.25``, ``none``, ``autoclip``."""
+    if value is None:
+        return "none"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return "none" if not math.isfinite(value) else f"{value:g}"
+    return str(value)
+
+
+def clip_label(coords: Mapping[str, Any]) -> str:
+    """A clipping condition's label: ``none``, ``global_norm 1``, ``autoclip p10``.
+
+    ``coords`` are a condition's coordinates (``clip``, and ``threshold`` or
+    ``percentile``); without ``clip``, the threshold alone.
+    """
+    clip = coords.get("clip")
+    if clip in _OFF:
+        return "none"
+    pct = coords.get("percentile")
+    if clip == "autoclip" or (pct is not None and "threshold" not in coords):
+        shown = f" p{pct:g}" if isinstance(pct, int | float) else ""
+        return f"{clip}{shown}"
+    th = threshold_label(coords.get("threshold"))
+    return f"{clip} {th}" if clip else th
 
 
 @dataclass(frozen=True)
@@ -205,8 +238,8 @@ def load(directory: str | os.PathLike) -> Results:
     return Results(
         directory=directory,
         config=read_config(directory),
-        provenance=_read_json(directory / PROVENANCE) or {},
-        axes=_read_json(directory / AXES) or {},
+        provenance=read_json(directory / PROVENANCE) or {},
+        axes=read_json(directory / AXES) or {},
         records=read_metrics(directory),
-        summary=_read_json(directory / SUMMARY),
+        summary=read_json(directory / SUMMARY),
     )

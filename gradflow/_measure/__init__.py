@@ -14,6 +14,7 @@ from ._jacobian import (
     jacobian_norms,
     jacobian_singular_values,
 )
+from ._lapack import single_threaded_lapack
 from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from ._params import ParamGradByStep, param_grad_by_step
 from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
@@ -36,5 +37,6 @@ __all__ = [
     "lyapunov_spectrum",
     "param_grad_by_step",
     "sample_states",
+    "single_threaded_lapack",
     "vanishing_bound",
 ]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_choice, check_int
+from .._decay import fit_line
 from ..cells import Cell
 from ._jacobian import JacobianNorms
 
@@ -121,27 +122,8 @@ def _fit(values, log10, start, stop):
     logs = logs[start:stop]
     dist = (steps - 1 - jnp.arange(start, stop)).astype(logs.dtype)
     dist = jnp.broadcast_to(dist.reshape(-1, *(1,) * (logs.ndim - 1)), logs.shape)
-    weight = jnp.isfinite(logs).astype(logs.dtype)
-    y = jnp.where(weight > 0, logs, 0.0)
-    count = jnp.sum(weight, axis=0)
-    mean_x = jnp.sum(weight * dist, axis=0) / count
-    mean_y = jnp.sum(weight * y, axis=0) / count
-    dx = (dist - mean_x[None]) * weight
-    dy = (y - mean_y[None]) * weight
-    slope = jnp.sum(dx * dy, axis=0) / jnp.sum(dx * dx, axis=0)
-    intercept = mean_y - slope * mean_x
-    resid = (y - intercept[None] - slope[None] * dist) * weight
-    ss_res = jnp.sum(resid * resid, axis=0)
-    ss_tot = jnp.sum(dy * dy, axis=0)
-    # A flat series has no variance to explain (0/0): a perfect fit, r2 = 1.
-    eps = jnp.finfo(logs.dtype).eps
-    level = count * jnp.square(4 * eps * jnp.max(jnp.abs(y), axis=0))
-    varies = ss_tot > level
-    r2 = jnp.where(varies, 1.0 - ss_res / jnp.where(varies, ss_tot, 1.0), 1.0)
-    rate = -slope
-    half_life = jnp.where(
-        rate > 0, math.log(2.0) / jnp.where(rate > 0, rate, 1.0), jnp.inf
-    )
+    # The same formula as the figures' legends (gradflow.plots.fit_decay).
+    rate, half_life, r2, intercept = fit_line(jnp, logs, dist)
     return DecayFit(rate, half_life, r2, intercept)
 
 

@@ -1,5 +1,6 @@
 """Recurrent cells as pure functions (RNN, LSTM, GRU, stacks, any step function)."""
 
+from .. import _names
 from ._cell import Cell
 from ._custom import custom
 from ._gru import GRUCarry, gru
@@ -18,15 +19,17 @@ from ._lstm import LSTMCarry, lstm
 from ._rnn import RNNCarry, rnn
 from ._stack import stack
 
-CELL_KINDS = ("rnn", "lstm", "gru")
+#: The built-in cell kinds (the registry, ``gradflow._names.CELLS``, may hold more).
+CELL_KINDS = tuple(_names.CELLS)
 
 
 def make(kind: str, hidden_size: int, **options) -> Cell:
-    """Build a cell by name, as a config file names it: ``make("lstm", 64, ...)``."""
-    builders = {"rnn": rnn, "lstm": lstm, "gru": gru}
-    if not isinstance(kind, str) or kind not in builders:
-        raise ValueError(f"cell kind must be one of {CELL_KINDS}, got {kind!r}")
-    return builders[kind](hidden_size, **options)
+    """Build a cell by name, as a config file names it: ``make("lstm", 64, ...)``.
+
+    ``kind`` is any registered cell kind (``gradflow._names.CELLS``).
+    """
+    entry = _names._get("cell kind", _names.CELLS, kind)
+    return _names.resolve(entry.builder)(hidden_size, **options)
 
 
 __all__ = [

@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _names
 from .._checks import check_float, check_int
 
 Initializer = Callable[[jax.Array, tuple[int, int], jnp.dtype], jax.Array]
 
-INIT_NAMES = ("torch", "gaussian", "orthogonal", "identity", "sparse", "zeros")
+INIT_NAMES = _names.INITS
 
 
 def torch_uniform() -> Initializer:
@@ -35,7 +36,9 @@ def gaussian(gain: float = 1.0) -> Initializer:
     gain = check_float("gain", gain, minimum=0.0)
 
     def init(key, shape, dtype):
-        return gain / jnp.sqrt(shape[1]) * jax.random.normal(key, shape, dtype)
+        # gain times the gain-1 draw, so gain is exactly the scale of W_hh
+        # (the sweep scales a gain-1 W_hh by the gain; the bits agree).
+        return gain * (1.0 / jnp.sqrt(shape[1]) * jax.random.normal(key, shape, dtype))
 
     return init
 
@@ -89,7 +92,7 @@ def sparse(gain: float = 0.95, fan_in: int = 15) -> Initializer:
             w,
             vmap_method="sequential",
         )
-        return (gain * w / radius).astype(dtype)
+        return (gain * (w / radius)).astype(dtype)
 
     return init
 
@@ -112,10 +115,15 @@ def zeros() -> Initializer:
 def initializer(name: str | Initializer, gain: float = 1.0) -> Initializer:
     """Resolve a name (as written in a config file) or pass a callable through.
 
+    ``gain`` means the same for every name: the block is ``gain`` times the
+    block drawn at gain 1 (for ``torch``, PyTorch's uniform draw scaled; for
+    ``zeros``, still zeros). So a config's ``gain`` is the scale of ``W_hh``
+    whatever the init.
+
     Args:
         name: one of ``"torch"``, ``"gaussian"``, ``"orthogonal"``, ``"identity"``,
             ``"sparse"``, ``"zeros"``, or an initialiser itself.
-        gain: the scale for ``gaussian``/``orthogonal``/``identity``/``sparse``.
+        gain: the scale, >= 0.
 
     Example:
         >>> init = gf.cells.initializer("orthogonal", gain=1.05)
@@ -124,8 +132,9 @@ def initializer(name: str | Initializer, gain: float = 1.0) -> Initializer:
         return name
     if not isinstance(name, str) or name not in INIT_NAMES:
         raise ValueError(f"initializer must be one of {INIT_NAMES}, got {name!r}")
+    gain = check_float("gain", gain, minimum=0.0)
     if name == "torch":
-        return torch_uniform()
+        return _scaled(torch_uniform(), gain)
     if name == "zeros":
         return zeros()
     return {
@@ -134,6 +143,16 @@ def initializer(name: str | Initializer, gain: float = 1.0) -> Initializer:
         "identity": identity,
         "sparse": sparse,
     }[name](gain)
+
+
+def _scaled(init: Initializer, gain: float) -> Initializer:
+    if gain == 1.0:
+        return init
+
+    def scaled(key, shape, dtype):
+        return gain * init(key, shape, dtype)
+
+    return scaled
 
 
 def gate_blocks(

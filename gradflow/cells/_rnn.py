@@ -50,7 +50,8 @@ def rnn(
             :func:`gradflow.cells.initializer` or a callable.
         input_init: initialiser of ``W_ih (N, D)``.
         bias_init: ``"torch"`` (uniform) or ``"zeros"``.
-        gain: scale of a named ``recurrent_init`` (e.g. the ``g`` of
+        gain: scale of ``W_hh`` for any named ``recurrent_init``: the weights
+            drawn at gain 1, times ``gain`` (e.g. the ``g`` of
             ``N(0, g²/N)``).
 
     Example:

@@ -13,14 +13,12 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _names
 from .._checks import check_choice
 from ._cell import Cell
-from ._gru import gru
-from ._lstm import lstm
-from ._rnn import ACTIVATIONS, rnn
+from ._rnn import ACTIVATIONS
 from ._stack import stack
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _TORCH_MODES = {
     "RNN_TANH": ("rnn", "tanh"),
     "RNN_RELU": ("rnn", "relu"),
@@ -128,7 +126,7 @@ def from_state_dict(
             f"state_dict must be a mapping of names to tensors, got "
             f"{type(state_dict).__name__}"
         )
-    check_choice("kind", kind, tuple(_GATES))
+    check_choice("kind", kind, _torch_kinds())
     if kind == "rnn":
         check_choice("activation", activation, tuple(ACTIVATIONS))
     if not isinstance(prefix, str):
@@ -158,7 +156,7 @@ def from_state_dict(
             f"got keys {sorted(state_dict)[:8]}{hint}"
         )
 
-    gates = _GATES[kind]
+    gates = _names.CELLS[kind].gates
     cells, params, width = [], [], None
     for suffix in suffixes:
         layer = {
@@ -223,7 +221,12 @@ def _array(sd: Mapping[str, Any], key: str, prefix: str) -> np.ndarray:
     return value
 
 
+def _torch_kinds() -> tuple[str, ...]:
+    """Registered cell kinds with a ``torch.nn`` twin (the same weights)."""
+    return tuple(k for k, v in _names.CELLS.items() if v.torch_name)
+
+
 def _cell(kind: str, hidden_size: int, activation: str) -> Cell:
-    if kind == "rnn":
-        return rnn(hidden_size, activation)
-    return lstm(hidden_size) if kind == "lstm" else gru(hidden_size)
+    entry = _names.CELLS[kind]
+    options = {"activation": activation} if "activation" in entry.options else {}
+    return _names.resolve(entry.builder)(hidden_size, **options)

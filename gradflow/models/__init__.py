@@ -6,13 +6,9 @@ classifier ``Embedding → LSTM → Dense(1, sigmoid)``. Each is a :class:`Model
 record of pure functions over nested plain-dict params.
 """
 
-from ._models import (
-    Model,
-    binary_cross_entropy,
-    sentiment_classifier,
-    seq2seq,
-    seq2vec,
-)
+from gradflow.tasks import binary_cross_entropy
+
+from ._models import Model, sentiment_classifier, seq2seq, seq2vec
 
 __all__ = [
     "Model",

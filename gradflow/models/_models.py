@@ -8,8 +8,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from .. import _names
 from .._checks import check_choice, check_int, is_concrete
 from .._unroll import check_cell, unroll
 from ..cells import Cell, lstm
@@ -22,7 +22,6 @@ ACTIVATIONS: dict[str | None, Callable[[jax.Array], jax.Array]] = {
     "softmax": lambda z: jax.nn.softmax(z, axis=-1),
 }
 READOUTS = ("last", "all")
-_LAYER_TYPES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 class Model(NamedTuple):
@@ -165,34 +164,6 @@ def sentiment_classifier(
     )
 
 
-def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean binary cross-entropy from logits, stable for any logit size.
-
-    Args:
-        logits: ``(*batch, 1)`` or ``(*batch,)``.
-        labels: in ``[0, 1]``, shaped like ``logits`` or ``(*batch,)`` when the
-            logits have a trailing axis of 1.
-
-    Returns:
-        A scalar: ``mean(-y log σ(z) - (1 - y) log(1 - σ(z)))``.
-    """
-    logits_shape = tuple(jnp.shape(logits))
-    labels_shape = tuple(jnp.shape(labels))
-    if not jnp.issubdtype(jnp.result_type(logits), jnp.floating):
-        raise TypeError(
-            f"logits must have a floating dtype, got {jnp.result_type(logits)}"
-        )
-    if labels_shape != logits_shape:
-        if logits_shape[-1:] == (1,) and labels_shape == logits_shape[:-1]:
-            labels = jnp.asarray(labels)[..., None]
-        else:
-            raise ValueError(
-                f"labels must have shape {logits_shape} (or {logits_shape[:-1]} "
-                f"when the logits end in 1), got {labels_shape}"
-            )
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
-
-
 def _model(cell, out_features, activation, embedding, input_size, name, readout):
     check_cell(cell)
     out_features = check_int("out_features", out_features)
@@ -333,7 +304,8 @@ def _summary(model: Model, steps, batch_shape) -> str:
             if top and model.readout == "last"
             else (t, *batch, layer.hidden_size)
         )
-        rows.append((f"{label} ({_LAYER_TYPES[kind]})", shape(*dims), _count(p)))
+        torch_name = getattr(_names.CELLS.get(kind), "torch_name", None) or kind
+        rows.append((f"{label} ({torch_name})", shape(*dims), _count(p)))
     out_dims = (*batch, model.out_features)
     if model.readout == "all":
         out_dims = (t, *batch, model.out_features)

@@ -15,8 +15,9 @@ from gradflow.plots._clipping import (
     grad_norm_histogram,
     loss_curves,
 )
-from gradflow.plots._common import fit_decay
+from gradflow.plots._common import finite_median, fit_decay
 from gradflow.plots._dynamics import (
+    RATE,
     jacobian_singular_values,
     lambda_max_vs_gain,
     lyapunov_spectrum,
@@ -44,9 +45,11 @@ from gradflow.plots._style import (
 __all__ = [
     "COLUMN_WIDTHS",
     "PALETTE",
+    "RATE",
     "STYLES",
     "clipping_summary",
     "figsize",
+    "finite_median",
     "fit_decay",
     "grad_norm_heatmap",
     "grad_norm_histogram",

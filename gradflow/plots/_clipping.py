@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from matplotlib.figure import Figure
 from gradflow.plots import _common as c
 from gradflow.plots._style import StyleLike, finish, new_figure
 from gradflow.plots._style import style as use_style
+from gradflow.results import threshold_label
 
 LOSS_LABEL = "loss (nats)"
 
@@ -80,15 +80,6 @@ def loss_curves(
             below=len(arrays) > 3,
         )
         return finish(fig)
-
-
-def threshold_label(value: Any) -> str:
-    """A threshold as written on an axis: ``1``, ``0.25``, ``none``, ``autoclip``."""
-    if value is None:
-        return "none"
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return "none" if not math.isfinite(value) else f"{value:g}"
-    return str(value)
 
 
 def clipping_summary(

@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory
 
+from gradflow._decay import fit_line
 from gradflow.plots._style import PALETTE
 
 LN10 = math.log(10.0)
@@ -84,14 +85,14 @@ def fit_decay(lags: np.ndarray, log10_norms: np.ndarray) -> float:
     """Decay rate in nats per step: minus the least-squares slope of ln‖·‖ vs lag.
 
     Positive means vanishing. Only finite points count; NaN if fewer than two.
+    The formula is the saved ``decay_rate`` metric's (``gradflow.decay_rate``),
+    in float64.
     """
     lags = np.asarray(lags, np.float64)
     y = np.asarray(log10_norms, np.float64) * LN10
-    keep = np.isfinite(y) & np.isfinite(lags)
-    if keep.sum() < 2 or np.ptp(lags[keep]) == 0:
-        return math.nan
-    slope = np.polyfit(lags[keep], y[keep], 1)[0]
-    return float(-slope)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = fit_line(np, y, np.broadcast_to(lags, y.shape))[0]
+    return float(rate)
 
 
 _KINDS = (

@@ -1,9 +1,16 @@
 """Reports from a results directory: figures, ``report.html`` and ``report.md``.
 
 numpy + matplotlib only, never jax: ``gradflow report DIR`` runs in a process
-that does no computation. ``FIGURES`` is the registry of figure names that an
-experiment's ``[experiment] figures = [...]`` may list.
+that does no computation. The figures an experiment's ``[experiment] figures =
+[...]`` may list, their captions and drawing functions are declared once, with
+the measurement or experiment kind they belong to, in ``gradflow._specs``;
+``FIGURES`` (name -> ``f(results) -> Figure | None``) and ``CAPTIONS`` (name ->
+sentence) are views of it.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from gradflow.report._audit import (
     AUDIT_KEYS,
@@ -13,7 +20,6 @@ from gradflow.report._audit import (
     write_audit,
     zscore_spikes,
 )
-from gradflow.report._figures import CAPTIONS, FIGURES
 from gradflow.report._write import write_report
 
 __all__ = [
@@ -27,3 +33,13 @@ __all__ = [
     "write_report",
     "zscore_spikes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    from gradflow import _names, _specs
+
+    if name == "FIGURES":
+        return {k: _names.resolve(f.draw) for k, f in _specs.figures().items()}
+    if name == "CAPTIONS":
+        return {k: f.caption for k, f in _specs.figures().items()}
+    raise AttributeError(f"module 'gradflow.report' has no attribute {name!r}")

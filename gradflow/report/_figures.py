@@ -1,20 +1,21 @@
-"""The figure registry: ``name -> f(results) -> Figure | None`` (None: no data)."""
+"""The report's figures: ``f(results) -> Figure | None`` (None: no data).
+
+Which figures exist, their captions and which measurement or experiment kind
+they belong to is said once, in ``gradflow._specs``; this module holds the
+functions those specs name.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from gradflow import plots
-from gradflow.plots._clipping import threshold_label
-from gradflow.plots._common import finite_median
-from gradflow.plots._dynamics import RATE
 from gradflow.report import _select as s
-from gradflow.results import Results
+from gradflow.results import Results, clip_label, threshold_label
 
 
 def _arrays(results: Results, record: dict[str, Any], name: str) -> np.ndarray | None:
@@ -172,7 +173,7 @@ def decay_rate_vs_gain(results: Results) -> Figure | None:
         got[0],
         got[1],
         xlabel=r"gain $g$",
-        ylabel=f"gradient decay rate ({RATE})",
+        ylabel=f"gradient decay rate ({plots.RATE})",
         zero_label="neither vanishing nor exploding",
         crossing=None,
     )
@@ -220,7 +221,7 @@ def pascanu_bound(results: Results) -> Figure | None:
         and r["coords"].get("cell", "rnn") == "rnn"
     ]
     sigmas = {
-        round(finite_median(s.metric_values(r, "sigma_max_whh")), 6) for r in recs
+        round(plots.finite_median(s.metric_values(r, "sigma_max_whh")), 6) for r in recs
     }
     if len(sigmas) < 2:
         return None  # one σ_max is a point, not a comparison with the bound
@@ -371,7 +372,7 @@ def _entry_label(e: dict[str, Any]) -> str:
     if e.get("label") is not None:
         return str(e["label"])
     if "clip" in e:
-        return s.clip_label(e)
+        return clip_label(e)
     return threshold_label(e.get("threshold"))
 
 
@@ -418,7 +419,7 @@ def clip_rows(results: Results) -> list[dict[str, Any]]:
         fin = fl[np.isfinite(fl)]
         rows.append(
             {
-                "label": s.clip_label(r["coords"]),
+                "label": clip_label(r["coords"]),
                 "lr": r["coords"].get("lr"),
                 "divergence_rate": float(np.nanmean(div)) if div.size else math.nan,
                 "final_loss": float(np.median(fin)) if fin.size else math.nan,
@@ -441,7 +442,7 @@ def recommended(results: Results) -> tuple[str | None, str]:
     reason = summ.get("reason") or summ.get("recommended_reason") or ""
     if isinstance(rec, dict):
         reason = rec.get("reason", reason)
-        text = rec.get("label") or s.clip_label(rec)
+        text = rec.get("label") or clip_label(rec)
         if rec.get("lr") is not None:
             text += f" at lr {rec['lr']:g}" if s._is_num(rec["lr"]) else ""
         rng = rec.get("range")
@@ -454,96 +455,3 @@ def recommended(results: Results) -> tuple[str | None, str]:
     if rec is None:
         return None, str(reason)
     return threshold_label(rec), str(reason)
-
-
-#: ``name -> f(results) -> Figure | None``. A function returns None when the
-#: results hold no data for its figure. Names are the files in ``DIR/figures/``
-#: and what ``[experiment] figures = [...]`` may list. When a figure shows only
-#: some conditions, its label (``fig.get_label()``) says which coordinates it
-#: holds fixed, e.g. "Shown at g = 1, T = 200." (the report adds it to the caption).
-FIGURES: dict[str, Callable[[Results], Figure | None]] = {
-    "grad_norm_profile": grad_norm_profile,
-    "jacobian_norm_profile": jacobian_norm_profile,
-    "grad_norm_heatmap": grad_norm_heatmap,
-    "layer_heatmap": layer_heatmap,
-    "jacobian_singular_values": jacobian_singular_values,
-    "param_grad_share": param_grad_share,
-    "lyapunov_spectrum": lyapunov_spectrum,
-    "lambda_max_vs_gain": lambda_max_vs_gain,
-    "decay_rate_vs_gain": decay_rate_vs_gain,
-    "grad_norm_vs_length": grad_norm_vs_length,
-    "phase_diagram": phase_diagram,
-    "pascanu_bound": pascanu_bound,
-    "loss_curves": loss_curves,
-    "clipping_summary": clipping_summary,
-    "grad_norm_histogram": grad_norm_histogram,
-}
-
-#: One sentence per figure: what to look at.
-CAPTIONS: dict[str, str] = {
-    "grad_norm_profile": (
-        "Gradient norm ‖∂L/∂h_t‖ against distance back in time (median over seeds, "
-        "10–90% band): a straight falling line is exponential vanishing at the "
-        "decay rate in the legend (fitted to the median), a rising one explodes, "
-        "a flat one keeps memory."
-    ),
-    "jacobian_norm_profile": (
-        "Spectral norm of the state Jacobian ∂s_T/∂s_t against lag: its slope is "
-        "how fast any signal, not just this loss's gradient, is forgotten per step."
-    ),
-    "grad_norm_heatmap": (
-        "‖∂L/∂h_t‖ over time step (x) and training iteration (y): watch whether the "
-        "gradient reaching early steps grows or fades as the network learns."
-    ),
-    "layer_heatmap": (
-        "‖∂L/∂h_t‖ over time step and layer of the stack: look for the layer where "
-        "the gradient of early steps dies out first."
-    ),
-    "jacobian_singular_values": (
-        "Top singular values of ∂s_T/∂s_t against lag: the gap between σ_1 and the "
-        "rest shows how few directions still carry a gradient far back."
-    ),
-    "param_grad_share": (
-        "Share of the recurrent-weight gradient ‖∂L/∂W_hh‖ contributed by the last k "
-        "steps: a curve that reaches the dotted line within a few steps means the "
-        "weight learns from short-term terms only."
-    ),
-    "lyapunov_spectrum": (
-        "Lyapunov exponents (left, nats per step) and their running estimates "
-        "(right): λ_max above 0 means chaos and exploding gradients, below 0 "
-        "vanishing; flat running estimates mean the spectrum has converged."
-    ),
-    "lambda_max_vs_gain": (
-        "Largest Lyapunov exponent against gain: the edge of chaos is where the "
-        "line crosses the dashed λ_max = 0 line (g* in the legend)."
-    ),
-    "decay_rate_vs_gain": (
-        "Fitted gradient decay rate against gain: above the dashed line gradients "
-        "vanish, below it they explode."
-    ),
-    "grad_norm_vs_length": (
-        "log10 of the gradient reaching the first step against sequence length: a "
-        "straight line means exponential decay (or growth) in T."
-    ),
-    "phase_diagram": (
-        "log10 ‖∂L/∂h_0‖ over gain and sequence length: blue is vanishing, red "
-        "exploding, and the dashed contour (norm 1) is the trainable boundary."
-    ),
-    "pascanu_bound": (
-        "Measured decay rate against σ_max(W_hh) with the bound −ln(γσ_max) of "
-        "Pascanu et al. (2013): left of σ_max = 1/γ vanishing is guaranteed, and "
-        "every point should lie on or above the bound curve."
-    ),
-    "loss_curves": (
-        "Training loss per clipping threshold (median over seeds, 10–90% band): "
-        "marks on the edge show where runs diverged to NaN/inf."
-    ),
-    "clipping_summary": (
-        "Share of seeds that diverged (left) and final loss (right) per clipping "
-        "threshold: the recommended threshold is the shaded column."
-    ),
-    "grad_norm_histogram": (
-        "Global gradient norms before clipping with the thresholds drawn: a "
-        "threshold clips the share of the histogram to its right."
-    ),
-}

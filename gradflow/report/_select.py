@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gradflow.plots._clipping import threshold_label
-from gradflow.results import Results
+from gradflow.results import Results, clip_label, threshold_label
 
 # Coordinates worth a line of their own, most telling first. Others (sequence
 # length, learning rate, ...) get lines only when none of these varies.
@@ -131,9 +130,6 @@ def _combos(records: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
     return len({tuple(repr(r["coords"].get(k)) for k in keys) for r in records})
 
 
-_OFF = ("none", "off", None)
-
-
 def line_label(
     coords: dict[str, Any], keys: Sequence[str], records: Sequence[dict[str, Any]]
 ) -> str:
@@ -145,18 +141,6 @@ def line_label(
     rest = [k for k in keys if k not in ("clip", "threshold", "percentile")]
     parts += [coord_text(k, coords.get(k)) for k in rest]
     return ", ".join(parts)
-
-
-def clip_label(coords: dict[str, Any]) -> str:
-    """``none``, ``global_norm 1``, ``autoclip p10`` or just the threshold."""
-    clip = coords.get("clip")
-    if clip in _OFF:
-        return "none"
-    if clip == "autoclip":
-        pct = coords.get("percentile")
-        return f"autoclip p{pct:g}" if _is_num(pct) else "autoclip"
-    th = threshold_label(coords.get("threshold"))
-    return f"{clip} {th}" if clip else th
 
 
 def fixed_text(fixed: dict[str, Any]) -> str:

@@ -15,14 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from gradflow import plots
+from gradflow import _names, _specs, plots
 from gradflow._checks import check_choice
-from gradflow.plots._clipping import threshold_label
-from gradflow.plots._common import finite_median
 from gradflow.report import _select as s
 from gradflow.report._figures import (
-    CAPTIONS,
-    FIGURES,
     _entry_label,
     _num,
     _spread,
@@ -30,21 +26,14 @@ from gradflow.report._figures import (
     recommended,
     summary_entries,
 )
-from gradflow.results import CONFIG, Results, atomic_write_text, load
+from gradflow.results import (
+    CONFIG,
+    Results,
+    atomic_write_text,
+    load,
+    threshold_label,
+)
 
-# Summary-table columns: metric name -> header (units in the header).
-_METRICS = {
-    "decay_rate": "decay rate (nats / step)",
-    "half_life": "half-life (steps)",
-    "lambda_max": "λ_max (nats / step)",
-    "log10_grad_norm_step0": "log10 ‖∂L/∂h_0‖",
-    "sigma_max_whh": "σ_max(W_hh)",
-    "pascanu_bound": "1/γ",
-    "diverged": "divergence rate",
-    "final_loss": "final loss (nats)",
-    "final_accuracy": "final accuracy",
-    "clip_fraction": "clip fraction",
-}
 _MAX_ROWS = 200
 # On screen a 3.5 in column figure reads best at about 560 px wide.
 _PX_PER_INCH = 160
@@ -56,7 +45,7 @@ def write_report(
     """Draw every figure the results support and write the HTML and Markdown report.
 
     Figures are those named in ``config["experiment"]["figures"]`` when that list
-    is non-empty, else every entry of ``FIGURES`` whose data is present. Each
+    is non-empty, else every figure of ``gradflow._specs`` whose data is present. Each
     goes to ``DIR/figures/<name>.<fmt>``; ``DIR/report.html`` is one
     self-contained file (inline CSS, figures embedded as base64 PNG, no network)
     and ``DIR/report.md`` links ``figures/<name>.png``. A figure whose data is
@@ -91,7 +80,9 @@ class _Figure:
 
     @property
     def caption(self) -> str:
-        return CAPTIONS.get(self.name, "") + (" " + self.note if self.note else "")
+        spec = _specs.figures().get(self.name)
+        caption = spec.caption if spec else ""
+        return caption + (" " + self.note if self.note else "")
 
 
 class _Context:
@@ -103,11 +94,12 @@ class _Context:
 
 
 def _wanted(results: Results) -> tuple[list[str], list[tuple[str, str]]]:
+    known = _specs.figures()
     listed = (results.config.get("experiment") or {}).get("figures") or []
     if not listed:
-        return list(FIGURES), []
-    unknown = [(n, "not a known figure") for n in listed if n not in FIGURES]
-    return [n for n in listed if n in FIGURES], unknown
+        return list(known), []
+    unknown = [(n, "not a known figure") for n in listed if n not in known]
+    return [n for n in listed if n in known], unknown
 
 
 def _draw_all(
@@ -118,7 +110,7 @@ def _draw_all(
     drawn = []
     for name in names:
         try:
-            fig = FIGURES[name](results)
+            fig = _names.resolve(_specs.figures()[name].draw)(results)
         except Exception as err:  # one bad figure must not sink the rest
             warnings.warn(f"figure {name} failed: {err!r}", stacklevel=2)
             skipped.append((name, f"failed to draw: {type(err).__name__}: {err}"))
@@ -166,7 +158,7 @@ def _metric_cell(record: dict[str, Any], name: str) -> str:
     if raw is None:
         return "—"
     vals = raw if isinstance(raw, list) else [raw]
-    med = finite_median(vals)
+    med = plots.finite_median(vals)
     if name == "diverged":
         arr = np.array([np.nan if v is None else v for v in vals], np.float64)
         med = float(np.nanmean(arr)) if np.isfinite(arr).any() else math.nan
@@ -184,10 +176,11 @@ def _condition_table(results: Results) -> tuple[list[str], list[list[str]]]:
     present = {m for r in recs for m in r.get("metrics", {})}
     if summary_entries(results):  # the clipping table has these, per condition
         present -= {"diverged", "final_loss", "final_accuracy", "clip_fraction"}
-    metrics = [m for m in _METRICS if m in present]
+    headers = _specs.metric_headers()
+    metrics = [m for m in headers if m in present]
     if not metrics:
         return [], []
-    header = [k.replace("_", " ") for k in keys] + [_METRICS.get(m, m) for m in metrics]
+    header = [k.replace("_", " ") for k in keys] + [headers[m] for m in metrics]
     rows = []
     for r in recs[:_MAX_ROWS]:
         coords = [

@@ -4,31 +4,56 @@ Example:
     >>> cfg = gf.sweep.load_config("experiments/rnn_lstm_gru.toml")
     >>> gf.sweep.run(cfg, "results/rnn_lstm_gru")
 
-The config half (``load_config``, ``validate``, ``quick``, ``expand_grid``)
-imports no jax; ``run`` does, when called.
+Every experiment kind (``[experiment] kind``: ``measure``, a grid of
+measurements; ``clipping``, the clipping study) is one module with
+``validate``, ``quick``, ``points``, ``axes``, ``runner`` and ``summary``,
+named in ``gradflow._specs.KINDS``; ``run`` has one loop for all of them.
+The config half (``load_config``, ``validate``, ``quick``, ``expand_grid``,
+the clipping study's section helpers) imports no jax; ``run`` does, when called.
 """
 
+from gradflow._specs import Figure, Kind, Measurement, register_measurement
+
+from ._clipping import (
+    CLIPPING_AXES,
+    CLIPPING_DEFAULTS,
+    clipping_grid,
+    run_clipping_point,
+    summarize_clipping,
+    validate_clipping_section,
+)
 from ._config import (
     AXES,
-    MEASURE_DEFAULTS,
     ConfigError,
     load_config,
+    measure_defaults,
     quick,
     validate,
 )
 from ._grid import Point, expand_grid
 from ._progress import Progress
-from ._runner import run
+from ._runner import RunContext, run
 
 __all__ = [
     "AXES",
-    "MEASURE_DEFAULTS",
+    "CLIPPING_AXES",
+    "CLIPPING_DEFAULTS",
     "ConfigError",
+    "Figure",
+    "Kind",
+    "Measurement",
     "Point",
     "Progress",
+    "RunContext",
+    "clipping_grid",
     "expand_grid",
     "load_config",
+    "measure_defaults",
     "quick",
+    "register_measurement",
     "run",
+    "run_clipping_point",
+    "summarize_clipping",
     "validate",
+    "validate_clipping_section",
 ]

@@ -12,6 +12,7 @@ This module imports no jax.
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import numbers
 import tomllib
@@ -21,30 +22,32 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("measure", "clipping")
-CELLS = ("rnn", "lstm", "gru")
-INITS = ("torch", "gaussian", "orthogonal", "identity", "sparse", "zeros")
+from gradflow import _names, _specs
+
 #: Input distributions: noise (``[input] size`` features, ``scale``) or the
 #: inputs of a task from ``gradflow.tasks`` (its own width; ``copy`` runs
 #: ``length + 20`` steps).
 NOISE_INPUTS = ("gaussian", "uniform", "zeros")
-TASK_INPUTS = ("adding", "copy", "temporal_order")
-INPUTS = NOISE_INPUTS + TASK_INPUTS
-ACTIVATIONS = ("tanh", "relu", "linear")
 LOSSES = ("last_linear", "last_square", "sum_linear")
 
 #: The grid axes of a ``measure`` experiment, in the order point ids use.
 AXES = ("cell", "hidden_size", "init", "gain", "length", "input")
 
-#: Measurements a ``[measure]`` section may switch on, with their options and
-#: defaults (``True`` in the file means "on, with these defaults").
-MEASURE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "grad_norms": {"loss": "last_linear"},
-    "jacobian_norms": {},
-    "jacobian_singular_values": {"k": 4},
-    "lyapunov": {"k": 8, "warmup": 50},
-    "param_grad_by_step": {},
-}
+
+def task_inputs() -> tuple[str, ...]:
+    """Tasks whose inputs a ``measure`` sweep may use as its ``input`` axis."""
+    return tuple(k for k, v in _names.TASKS.items() if v.as_input)
+
+
+def inputs() -> tuple[str, ...]:
+    return NOISE_INPUTS + task_inputs()
+
+
+def measure_defaults() -> dict[str, dict[str, Any]]:
+    """Measurements a ``[measure]`` section may switch on, with their options and
+    defaults (``True`` in the file means "on, with these defaults")."""
+    return {k: dict(v.defaults) for k, v in _specs.switchable().items()}
+
 
 GRID_DEFAULTS: dict[str, Any] = {
     "cell": ["rnn"],
@@ -169,12 +172,12 @@ def _floats(where, key, value, *, minimum: float, strict: bool) -> list[float]:
     return _unique(where, key, out)
 
 
-def _seeds(where: str, value: Any) -> list[int]:
+def _seeds(where: str, value: Any, key: str = "[grid] seeds") -> list[int]:
     if _is_int(value):
         if value < 1:
-            raise _fail(where, "[grid] seeds", "a count >= 1 or a list of seeds", value)
+            raise _fail(where, key, "a count >= 1 or a list of seeds", value)
         return list(range(int(value)))
-    return _ints(where, "[grid] seeds", value, minimum=0, maximum=2**32 - 1)
+    return _ints(where, key, value, minimum=0, maximum=2**32 - 1)
 
 
 def _experiment(where: str, raw: Any, default_name: str) -> dict[str, Any]:
@@ -192,70 +195,69 @@ def _experiment(where: str, raw: Any, default_name: str) -> dict[str, Any]:
         raise _fail(where, "[experiment] quick", "true or false", out["quick"])
     if not isinstance(out["name"], str) or not out["name"].strip():
         raise _fail(where, "[experiment] name", "a non-empty string", out["name"])
-    if out["kind"] not in KINDS:
+    if out["kind"] not in _specs.KINDS:
         raise _fail(
-            where, "[experiment] kind", f"one of {', '.join(KINDS)}", out["kind"]
+            where,
+            "[experiment] kind",
+            f"one of {', '.join(_specs.KINDS)}",
+            out["kind"],
         )
     if not isinstance(out["description"], str):
         raise _fail(where, "[experiment] description", "a string", out["description"])
     figures = out["figures"]
     if not isinstance(figures, list) or not all(isinstance(f, str) for f in figures):
         raise _fail(where, "[experiment] figures", "a list of figure names", figures)
-    known = _known_figures() if figures else None
+    known = _specs.figures()
     for f in figures:
-        if known is not None and f not in known:
+        if f not in known:
             raise _fail(where, "[experiment] figures", f"names from {sorted(known)}", f)
     return out
-
-
-def _known_figures() -> tuple[str, ...] | None:
-    """The figure names ``gradflow.report`` can draw (``None`` if not installed)."""
-    try:
-        from gradflow import report
-    except ImportError:
-        return None
-    names = getattr(report, "FIGURES", None)
-    return tuple(names) if names is not None else None
 
 
 def _grid(where: str, raw: Any) -> dict[str, Any]:
     table = _check_keys(where, "grid", raw, (*AXES, "seeds"))
     g = {**GRID_DEFAULTS, **table}
     return {
-        "cell": _choices(where, "[grid] cell", g["cell"], CELLS),
+        "cell": _choices(where, "[grid] cell", g["cell"], tuple(_names.CELLS)),
         "hidden_size": _ints(
             where, "[grid] hidden_size", g["hidden_size"], minimum=1, maximum=4096
         ),
-        "init": _choices(where, "[grid] init", g["init"], INITS),
+        "init": _choices(where, "[grid] init", g["init"], _names.INITS),
         "gain": _floats(where, "[grid] gain", g["gain"], minimum=0.0, strict=False),
         "length": _ints(where, "[grid] length", g["length"], minimum=1, maximum=10**6),
-        "input": _choices(where, "[grid] input", g["input"], INPUTS),
+        "input": _choices(where, "[grid] input", g["input"], inputs()),
         "seeds": _seeds(where, g["seeds"]),
     }
 
 
-def _cell(where: str, raw: Any) -> dict[str, Any]:
-    allowed = (*CELL_DEFAULTS, "forget_bias")
+def _cell(where: str, raw: Any, cells: list[str]) -> dict[str, Any]:
+    options = {o for c in _names.CELLS.values() for o in c.options}
+    allowed = (*CELL_DEFAULTS, *sorted(options - set(CELL_DEFAULTS)))
     table = _check_keys(where, "cell", raw, allowed)
     out = {**CELL_DEFAULTS, **table}
-    if out["activation"] not in ACTIVATIONS:
-        raise _fail(
-            where,
-            "[cell] activation",
-            f"one of {', '.join(ACTIVATIONS)}",
-            out["activation"],
-        )
-    if out["input_init"] not in INITS:
-        raise _fail(
-            where, "[cell] input_init", f"one of {', '.join(INITS)}", out["input_init"]
-        )
-    if out["bias_init"] not in ("torch", "zeros"):
-        raise _fail(where, "[cell] bias_init", "one of torch, zeros", out["bias_init"])
+    for key, choices in (
+        ("activation", _names.ACTIVATIONS),
+        ("input_init", _names.INITS),
+        ("bias_init", _names.BIAS_INITS),
+    ):
+        if out[key] not in choices:
+            raise _fail(
+                where, f"[cell] {key}", f"one of {', '.join(choices)}", out[key]
+            )
     if "forget_bias" in out:
         fb = out["forget_bias"]
         if not _is_real(fb) or not math.isfinite(fb):
             raise _fail(where, "[cell] forget_bias", "a finite number (LSTM only)", fb)
         out["forget_bias"] = float(fb)
+    for key in table:
+        takers = [c for c in cells if key in _names.CELLS[c].options]
+        if key not in CELL_DEFAULTS and not takers:
+            owners = [k for k, v in _names.CELLS.items() if key in v.options]
+            raise ConfigError(
+                f"{where}: [cell] {key}: applies to "
+                f"{', '.join(o.upper() for o in owners)} cells "
+                f"only, and [grid] cell is {cells}"
+            )
     return out
 
 
@@ -272,21 +274,20 @@ def _input(where: str, raw: Any) -> dict[str, Any]:
 
 
 def _measure(where: str, raw: Any, lengths: list[int], state: int) -> dict[str, Any]:
-    table = _check_keys(where, "measure", raw, tuple(MEASURE_DEFAULTS))
+    defaults = measure_defaults()
+    table = _check_keys(where, "measure", raw, tuple(defaults))
     out: dict[str, Any] = {}
     for name, value in table.items():
-        key = f"[measure] {name}"
         if value is False:
             continue
         if value is True:
             value = {}
-        opts = _check_keys(
-            where, f"measure.{name}", value, tuple(MEASURE_DEFAULTS[name])
-        )
-        out[name] = {**MEASURE_DEFAULTS[name], **opts}
+        opts = _check_keys(where, f"measure.{name}", value, tuple(defaults[name]))
+        out[name] = {**defaults[name], **opts}
+        for opt, v in out[name].items():
+            _option(where, f"[measure] {name}.{opt}", opt, v, defaults[name][opt])
         o = out[name]
-        if "loss" in o and o["loss"] not in LOSSES:
-            raise _fail(where, f"{key}.loss", f"one of {', '.join(LOSSES)}", o["loss"])
+        key = f"[measure] {name}"
         if "k" in o and (not _is_int(o["k"]) or not 1 <= o["k"] <= state):
             raise _fail(
                 where,
@@ -294,31 +295,49 @@ def _measure(where: str, raw: Any, lengths: list[int], state: int) -> dict[str, 
                 f"an integer from 1 to the smallest state size ({state})",
                 o["k"],
             )
-        if "warmup" in o:
-            w = o["warmup"]
-            if not _is_int(w) or not 0 <= w < min(lengths):
-                raise _fail(
-                    where,
-                    f"{key}.warmup",
-                    "an integer from 0 to the shortest length - 1 "
-                    f"({min(lengths) - 1})",
-                    w,
-                )
+        w = o.get("warmup", 0)
+        if "warmup" in o and (not _is_int(w) or not 0 <= w < min(lengths)):
+            raise _fail(
+                where,
+                f"{key}.warmup",
+                f"an integer from 0 to the shortest length - 1 ({min(lengths) - 1})",
+                o["warmup"],
+            )
     if not out:
         raise ConfigError(
             f"{where}: [measure]: expected at least one measurement switched on, "
-            f"from {', '.join(MEASURE_DEFAULTS)}"
+            f"from {', '.join(defaults)}"
         )
     return out
+
+
+def _option(where: str, key: str, name: str, value: Any, default: Any) -> None:
+    """An option of a measurement: ``loss`` is a loss name; others have the
+    type of their default (``k`` and ``warmup`` are then range-checked)."""
+    if name == "loss":
+        if value not in LOSSES:
+            raise _fail(where, key, f"one of {', '.join(LOSSES)}", value)
+        return
+    if name in ("k", "warmup"):
+        return  # range-checked by the caller
+    if _is_int(default):
+        if not _is_int(value):
+            raise _fail(where, key, "an integer", value)
+    elif _is_real(default):
+        if not _is_real(value) or not math.isfinite(value):
+            raise _fail(where, key, "a finite number", value)
+    elif not isinstance(value, type(default)):
+        raise _fail(where, key, f"a {type(default).__name__}", value)
 
 
 def _quick_section(where: str, raw: Any) -> dict[str, Any]:
     return dict(_check_keys(where, "quick", raw, (*AXES, "seeds")))
 
 
-def state_size(cell: str, hidden_size: int) -> int:
-    """The size of the flattened carry (an LSTM carries ``h`` and ``c``)."""
-    return 2 * hidden_size if cell == "lstm" else hidden_size
+def _smallest_state(grid: Mapping[str, Any]) -> int:
+    return min(
+        _names.state_size(c, n) for c in grid["cell"] for n in grid["hidden_size"]
+    )
 
 
 def validate(
@@ -341,44 +360,38 @@ def validate(
     if not isinstance(raw, Mapping):
         raise _fail(where, "<top level>", "a table", raw)
     exp = _experiment(where, raw.get("experiment", {}), default_name)
-    if exp["kind"] == "clipping":
-        return _validate_clipping(where, raw, exp)
+    return kind_module(exp["kind"]).validate(where, raw, exp)
+
+
+def kind_module(kind: str) -> Any:
+    """The module of an experiment kind (``gradflow._specs.KINDS``)."""
+    return importlib.import_module(_specs.KINDS[kind].module)
+
+
+def validate_measure(
+    where: str, raw: Mapping[str, Any], exp: dict[str, Any]
+) -> dict[str, Any]:
+    """A whole ``kind = "measure"`` config, resolved."""
     _check_keys(where, "<top level>", raw, SECTIONS_MEASURE)
     grid = _grid(where, raw.get("grid", {}))
-    smallest = min(state_size(c, n) for c in grid["cell"] for n in grid["hidden_size"])
     out = {
         "experiment": exp,
         "grid": grid,
-        "cell": _cell(where, raw.get("cell", {})),
+        "cell": _cell(where, raw.get("cell", {}), grid["cell"]),
         "input": _input(where, raw.get("input", {})),
         "measure": _measure(
-            where, raw.get("measure", {"grad_norms": True}), grid["length"], smallest
+            where,
+            raw.get("measure", {"grad_norms": True}),
+            grid["length"],
+            _smallest_state(grid),
         ),
     }
-    if "forget_bias" in out["cell"] and "lstm" not in grid["cell"]:
-        raise ConfigError(
-            f"{where}: [cell] forget_bias: applies to LSTM cells only, and "
-            f"[grid] cell is {grid['cell']}"
-        )
     if "quick" in raw:
         quick = _quick_section(where, raw["quick"])
         # The overrides must themselves be valid grid values; kept resolved.
         merged = _grid(where, {**grid, **quick})
         out["quick"] = {k: merged[k] for k in quick}
     return out
-
-
-def _validate_clipping(where: str, raw: Mapping[str, Any], exp: dict) -> dict[str, Any]:
-    _check_keys(where, "<top level>", raw, ("experiment", "clipping"))
-    try:
-        from gradflow import train
-    except ImportError as err:  # pragma: no cover - train ships with gradflow
-        raise ConfigError(
-            f"{where}: [experiment] kind = 'clipping' needs gradflow.train, which "
-            f"could not be imported ({err})"
-        ) from err
-    section = train.validate_clipping_section(raw.get("clipping", {}), where)
-    return {"experiment": exp, "clipping": section}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -408,11 +421,11 @@ def quick(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     config = copy.deepcopy(dict(config))
     config["experiment"]["quick"] = True
-    if config["experiment"]["kind"] == "clipping":
-        from gradflow import train
+    return kind_module(config["experiment"]["kind"]).quick(config)
 
-        config["clipping"] = train.quick(config["clipping"])
-        return config
+
+def quick_measure(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`quick` of a ``measure`` config (in place)."""
     grid = config["grid"]
     lim = QUICK_LIMITS
     # Every distinct shape compiles once: keep few of them; gains share one.
@@ -425,13 +438,10 @@ def quick(config: Mapping[str, Any]) -> dict[str, Any]:
     grid["hidden_size"] = [min(min(grid["hidden_size"]), lim["hidden_size"])]
     for key, value in config.pop("quick", {}).items():
         grid[key] = value
-    measure = config["measure"]
-    if "lyapunov" in measure:
-        measure["lyapunov"]["warmup"] = min(
-            measure["lyapunov"]["warmup"], min(grid["length"]) // 2
-        )
-    smallest = min(state_size(c, n) for c in grid["cell"] for n in grid["hidden_size"])
-    for opts in measure.values():
+    smallest = _smallest_state(grid)
+    for opts in config["measure"].values():
+        if "warmup" in opts:
+            opts["warmup"] = min(opts["warmup"], min(grid["length"]) // 2)
         if "k" in opts:
             opts["k"] = min(opts["k"], smallest)
     return config

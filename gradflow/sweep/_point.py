@@ -10,6 +10,7 @@ run on the host.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,34 +20,14 @@ import numpy as np
 from jax import lax
 
 import gradflow as gf
+from gradflow import _names, _specs
 from gradflow.cells import make as make_cell
 
-from ._config import TASK_INPUTS
+from ._config import task_inputs
+from ._measures import PointContext
 
-# Initialisers that run on the host (eigvals) and so cannot be traced.
-HOST_INITS = ("sparse",)
-
-#: The named axes of every array a measurement writes (``axes.json``).
-ARRAY_AXES = {
-    "grad_norms": {"log10_grad_norms": ["seed", "step"]},
-    "jacobian_norms": {"jacobian_log10_norms": ["seed", "step"]},
-    "jacobian_singular_values": {
-        "jacobian_log10_singular_values": ["seed", "lag", "k"]
-    },
-    "lyapunov": {
-        "lyapunov_exponents": ["seed", "k"],
-        "lyapunov_running": ["seed", "step", "k"],
-    },
-    "param_grad_by_step": {"param_grad_share": ["seed", "step"]},
-}
-
-
-def array_axes(measure: Mapping[str, Any]) -> dict[str, list[str]]:
-    """``axes.json`` content for a ``[measure]`` section."""
-    out: dict[str, list[str]] = {}
-    for name in measure:
-        out.update(ARRAY_AXES[name])
-    return out
+#: Initialisers that run on the host (eigvals) and so cannot be traced.
+HOST_INITS = _names.HOST_INITS
 
 
 def signature(config: Mapping[str, Any], coords: Mapping[str, Any]) -> tuple:
@@ -68,10 +49,9 @@ def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells
         "input_init": opts["input_init"],
         "bias_init": opts["bias_init"],
     }
-    if coords["cell"] == "rnn":
-        kwargs["activation"] = opts["activation"]
-    if coords["cell"] == "lstm" and "forget_bias" in opts:
-        kwargs["forget_bias"] = opts["forget_bias"]
+    for key in _names.CELLS[coords["cell"]].options:
+        if key in opts:
+            kwargs[key] = opts[key]
     return make_cell(coords["cell"], coords["hidden_size"], **kwargs)
 
 
@@ -96,7 +76,7 @@ def host_params(
 
 def input_size(config: Mapping[str, Any], coords: Mapping[str, Any]) -> int:
     """Features per step: ``[input] size`` for noise, the task's width otherwise."""
-    if coords["input"] in TASK_INPUTS:
+    if coords["input"] in task_inputs():
         return gf.tasks.make(coords["input"], coords["length"]).input_size
     return config["input"]["size"]
 
@@ -106,7 +86,7 @@ def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float
 
     A task's sequence has the task's own number of steps (``T + 20`` for copy).
     """
-    if kind in TASK_INPUTS:
+    if kind in task_inputs():
         task = gf.tasks.make(kind, shape[0])
         return task.sample(key, 1).xs[:, 0].astype(jnp.float32)
     if kind == "gaussian":
@@ -116,30 +96,7 @@ def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float
     return jnp.zeros(shape)
 
 
-def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]:
-    """``loss(hs (T, N)) -> ()``; the readout ``u`` has unit norm."""
-    if kind == "last_linear":
-        return lambda hs: jnp.dot(readout, hs[-1])
-    if kind == "last_square":
-        return lambda hs: 0.5 * jnp.sum(hs[-1] ** 2)
-    return lambda hs: jnp.sum(hs @ readout)
-
-
-#: How each measurement runs its seeds on CPU, from benchmarks/bench_sweep.py
-#: (with LAPACK on one thread, as :func:`gradflow.sweep.run` pins it): ``vmap``
-#: where one batched program is as fast or faster; ``lax.map`` for the Jacobian
-#: products, whose exact SVD fallback, batched, runs for every seed at a step
-#: where any one seed needs it (1.6x slower than ``lax.map`` for an LSTM with
-#: N = 64, a tie at smaller states).
-AUTO_BATCHING = {
-    "grad_norms": "vmap",
-    "lyapunov": "vmap",
-    "jacobian_norms": "map",
-    "jacobian_singular_values": "map",
-    "param_grad_by_step": "vmap",
-}
-
-BATCHINGS = ("auto", "vmap", "map")
+BATCHINGS = ("auto", *_specs.BATCHINGS)
 
 
 def point_function(
@@ -159,7 +116,8 @@ def point_function(
 
     ``batching``: ``"vmap"`` (every measurement as one batched computation),
     ``"map"`` (``lax.map`` over each device's seeds, ``shard_map`` across them),
-    or ``"auto"`` (per measurement, :data:`AUTO_BATCHING`).
+    or ``"auto"`` (per measurement, its spec's ``batching``: whichever
+    benchmarks/bench_sweep.py found faster on CPU with LAPACK on one thread).
     """
     if batching not in BATCHINGS:
         raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
@@ -168,7 +126,8 @@ def point_function(
     length = coords["length"]
     size = input_size(config, coords)
     scale = config["input"]["scale"]
-    activation = config["cell"]["activation"] if coords["cell"] == "rnn" else "tanh"
+    takes = _names.CELLS[coords["cell"]].options
+    activation = config["cell"]["activation"] if "activation" in takes else "tanh"
 
     def prepare(seed, params, gain):
         k_p, k_x, k_u = seed_keys(seed)
@@ -179,61 +138,21 @@ def point_function(
         u = jax.random.normal(k_u, (cell.hidden_size,))
         return params, xs, u / jnp.linalg.norm(u)
 
-    def grad_norms(params, xs, u):
-        loss_fn = make_loss(measure["grad_norms"]["loss"], u)
-        # Log space: plain norms underflow float32 within a few hundred steps.
-        log10 = gf.hidden_grad_norms(cell, params, xs, loss_fn, log10=True)
-        fit = gf.decay_rate(log10, log10=True)
-        metrics = {
-            "log10_grad_norm_step0": log10[0],
-            "decay_rate": fit.rate,
-            "half_life": fit.half_life,
-        }
-        return {"log10_grad_norms": log10}, metrics
-
-    def jacobian_norms(params, xs, u):
-        jac = gf.jacobian_norms(cell, params, xs)
-        return {"jacobian_log10_norms": jac.log10_norms}, {}
-
-    def jacobian_singular_values(params, xs, u):
-        k = measure["jacobian_singular_values"]["k"]
-        spec = gf.jacobian_singular_values(cell, params, xs, k=k)
-        return {"jacobian_log10_singular_values": spec.log10_singular_values}, {}
-
-    def lyapunov(params, xs, u):
-        opts = measure["lyapunov"]
-        lyap = gf.lyapunov_spectrum(
-            cell, params, xs, k=opts["k"], warmup=opts["warmup"]
-        )
-        arrays = {
-            "lyapunov_exponents": lyap.exponents,
-            "lyapunov_running": lyap.running,
-        }
-        return arrays, {"lambda_max": lyap.exponents[0]}
-
-    def param_grad_by_step(params, xs, u):
-        loss = measure.get("grad_norms", {}).get("loss", "last_linear")
-        by_step = gf.param_grad_by_step(cell, params, xs, make_loss(loss, u))
-        return {"param_grad_share": by_step.share["W_hh"]}, {}
-
-    def bound(params, xs, u):
-        b = gf.vanishing_bound(cell, params, activation)
-        return {}, {"sigma_max_whh": b.sigma_max, "pascanu_bound": b.bound}
-
-    parts = {
-        "grad_norms": grad_norms,
-        "jacobian_norms": jacobian_norms,
-        "jacobian_singular_values": jacobian_singular_values,
-        "lyapunov": lyapunov,
-        "param_grad_by_step": param_grad_by_step,
-    }
-    chosen = [(parts[name], _mode(batching, name)) for name in measure]
+    # The switched-on measurements in the config's order, then those that
+    # always run; each batched over seeds as its spec (or ``batching``) says.
+    names = [*measure, *(k for k, v in _specs.MEASUREMENTS.items() if v.always)]
+    chosen = []
+    for name in names:
+        spec = _specs.MEASUREMENTS[name]
+        ctx = PointContext(cell, measure.get(name, {}), measure, activation)
+        fn = functools.partial(_names.resolve(spec.run), ctx)
+        chosen.append((fn, spec.batching if batching == "auto" else batching))
 
     def batched(seeds, params, gain):
         inputs = jax.vmap(prepare, in_axes=(0, 0, None))(seeds, params, gain)
         arrays: dict[str, jax.Array] = {}
         metrics: dict[str, jax.Array] = {}
-        for fn, mode in [*chosen, (bound, "vmap")]:
+        for fn, mode in chosen:
             a, m = _batch(fn, mode, sharding)(*inputs)
             arrays.update(a)
             metrics.update(m)
@@ -242,10 +161,6 @@ def point_function(
     if sharding is None:
         return jax.jit(batched, compiler_options=compiler_options)
     return jax.jit(batched, out_shardings=sharding, compiler_options=compiler_options)
-
-
-def _mode(batching: str, name: str) -> str:
-    return AUTO_BATCHING[name] if batching == "auto" else batching
 
 
 def _batch(fn: Callable, mode: str, sharding) -> Callable:

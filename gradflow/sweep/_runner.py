@@ -9,16 +9,16 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tomli_w
 
 from gradflow import results
 
-from ._config import load_config
+from ._config import kind_module, load_config
 from ._config import quick as quick_config
-from ._grid import Point, expand_grid
+from ._grid import Point
 from ._progress import Progress
 
 #: XLA options for ``--quick`` runs on CPU: about half the compile time.
@@ -195,14 +195,12 @@ def run(
     if config["experiment"]["quick"] and _platform(devices) == "cpu":
         # A quick run is a smoke test of tiny shapes: compile time dominates.
         compiler_options = dict(QUICK_COMPILER_OPTIONS)
-    from .._measure._lapack import single_threaded_lapack
+    from gradflow._measure import single_threaded_lapack
 
     # XLA parallelises each point itself; a threaded OpenBLAS under its
     # per-step LAPACK calls (QR, SVD) only steals its cores (10-100x slower).
     with single_threaded_lapack():
-        if config["experiment"]["kind"] == "clipping":
-            return _run_clipping(config, out, reporter, on_point, compiler_options)
-        return _run_measure(
+        return _run(
             config,
             out,
             reporter,
@@ -230,7 +228,7 @@ def _start_provenance(out: Path, seeds: list[int], devices) -> tuple[dict, float
     from ._provenance import provenance
 
     prov = provenance(seeds, devices)
-    old = results._read_json(out / results.PROVENANCE)
+    old = results.read_json(out / results.PROVENANCE)
     spent = 0.0
     if old:
         prov["started"] = old.get("started", prov["started"])
@@ -241,75 +239,86 @@ def _start_provenance(out: Path, seeds: list[int], devices) -> tuple[dict, float
     return prov, spent
 
 
-def _run_measure(
+class RunContext(NamedTuple):
+    """What a kind's point runner may use: the mesh, batching, compile cache.
+
+    Attributes:
+        devices: the devices seeds are sharded over.
+        sharding: a ``NamedSharding`` over a 1-D ``("seed",)`` mesh of them.
+        padded_seeds: the seeds, padded to a multiple of the device count.
+        seed_array: ``padded_seeds`` as a global array sharded over the mesh.
+        batching: ``"auto"``, ``"vmap"`` or ``"map"``.
+        compiler_options: for ``jax.jit`` (``None``: XLA's defaults).
+        cache: compiled functions kept across runs in one process.
+    """
+
+    devices: list[Any]
+    sharding: Any
+    padded_seeds: np.ndarray
+    seed_array: Any
+    batching: str
+    compiler_options: dict[str, Any] | None
+    cache: dict
+
+    def to_global(self, x: np.ndarray) -> Any:
+        return _to_global(x, self.sharding)
+
+    def to_host(self, tree: Any) -> Any:
+        return _to_host(tree)
+
+    def cache_key(self, shaping: Any, sig: Any) -> str:
+        """Everything that shapes a compiled function, as one string."""
+        return json.dumps(
+            [
+                shaping,
+                sig,
+                [str(d) for d in self.devices],
+                self.batching,
+                self.compiler_options,
+            ],
+            sort_keys=True,
+        )
+
+
+def _run(
     config, out, reporter, devices, on_point, batching, compiler_options, cache
 ) -> Path:
+    """The one loop of every experiment kind: each unfinished point once."""
     import jax
 
-    from ._point import (
-        HOST_INITS,
-        array_axes,
-        build_cell,
-        host_params,
-        input_size,
-        point_function,
-        signature,
-    )
-
+    kind = kind_module(config["experiment"]["kind"])
     t0 = time.perf_counter()
     devices = list(devices) if devices is not None else jax.devices()
-    sharding = _mesh_sharding(devices)
-    points = expand_grid(config)
-    seeds = list(config["grid"]["seeds"])
+    seeds = kind.seeds(config)
     prov, spent = _start_provenance(out, seeds, devices)
     if _is_writer():
-        results.atomic_write_json(out / results.AXES, array_axes(config["measure"]))
+        results.atomic_write_json(out / results.AXES, kind.axes(config))
+    points = kind.points(config)
     done = _finished(out)
     todo = [p for p in points if p.id not in done]
-    # Points of one shape signature run back to back: each compiles once and
-    # only one signature's host-made params are held at a time.
-    order = {}
-    for p in todo:
-        order.setdefault(signature(config, p.coords), len(order))
-    todo.sort(key=lambda p: order[signature(config, p.coords)])
+    sharding = _mesh_sharding(devices)
     padded = _pad(seeds, len(devices))
-    seed_array = _to_global(padded, sharding)
-    current, fn, params = None, None, None
+    ctx = RunContext(
+        devices,
+        sharding,
+        padded,
+        _to_global(padded, sharding),
+        batching,
+        compiler_options,
+        cache,
+    )
+    run_point = kind.runner(config, ctx)
+    todo = getattr(run_point, "order", list)(todo)
     with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
             t_point = time.perf_counter()
-            sig = signature(config, point.coords)
-            if sig != current:
-                current = sig
-                key = _cache_key(config, sig, devices, batching, compiler_options)
-                if key not in cache:
-                    cache[key] = point_function(
-                        config,
-                        point.coords,
-                        sharding=sharding,
-                        batching=batching,
-                        compiler_options=compiler_options,
-                    )
-                fn = cache[key]
-                params = None
-                if point.coords["init"] in HOST_INITS:
-                    cell = build_cell(config, point.coords)
-                    size = input_size(config, point.coords)
-                    rows = host_params(cell, size, padded, None)
-                    params = jax.tree_util.tree_map(
-                        lambda a: _to_global(np.asarray(a), sharding), rows
-                    )
-            # The gain is an argument, not a constant: one compile per signature.
-            arrays, metrics = fn(seed_array, params, np.float32(point.coords["gain"]))
-            arrays, metrics = _to_host((arrays, metrics))
-            n = len(seeds)
-            _write_point(
-                out,
-                point,
-                {k: v[:n] for k, v in arrays.items()},
-                {k: v[:n] for k, v in metrics.items()},
-            )
+            arrays, metrics = run_point(point)
+            _write_point(out, point, arrays, metrics)
             _point_finished(reporter, point, t_point, on_point)
+    if _is_writer():
+        summary = kind.summary(results.read_metrics(out))
+        if summary is not None:
+            results.atomic_write_json(out / results.SUMMARY, summary)
     return out
 
 
@@ -332,15 +341,6 @@ def _point_finished(reporter, point: Point, t_point: float, on_point) -> None:
         on_point(point.id)
 
 
-def _cache_key(config, sig, devices, batching, compiler_options) -> str:
-    """Everything that shapes a point's compiled function, as one string."""
-    shaping = {k: config[k] for k in ("cell", "input", "measure")}
-    return json.dumps(
-        [shaping, sig, [str(d) for d in devices], batching, compiler_options],
-        sort_keys=True,
-    )
-
-
 def _pad(seeds: list[int], multiple: int) -> np.ndarray:
     """Seeds padded (repeating the last) to a multiple of the device count."""
     n = -(-len(seeds) // multiple) * multiple
@@ -360,38 +360,3 @@ def _write_point(out: Path, point: Point, arrays: dict, metrics: dict) -> None:
             "metrics": {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()},
         },
     )
-
-
-def _run_clipping(config, out, reporter, on_point, compiler_options) -> Path:
-    """A clipping study: one training run per condition, all seeds vmapped.
-
-    Conditions come from ``gradflow.train.clipping_grid``; ``summary.json`` is
-    written once every condition is done. (Training batches its seeds with
-    ``vmap`` on the default device; it is not sharded over a mesh.)
-    """
-    from gradflow import train
-
-    t0 = time.perf_counter()
-    section = config["clipping"]
-    seeds = list(section["seeds"])
-    prov, spent = _start_provenance(out, seeds, None)
-    if _is_writer():
-        results.atomic_write_json(out / results.AXES, dict(train.CLIPPING_AXES))
-    points = [
-        Point(results.point_id(c), dict(c), tuple(seeds))
-        for c in train.clipping_grid(section)
-    ]
-    done = _finished(out)
-    todo = [p for p in points if p.id not in done]
-    with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
-        for point in todo:
-            t_point = time.perf_counter()
-            arrays, metrics = train.run_clipping_point(
-                section, point.coords, seeds, compiler_options=compiler_options
-            )
-            _write_point(out, point, arrays, metrics)
-            _point_finished(reporter, point, t_point, on_point)
-    if _is_writer():
-        summary = train.summarize_clipping(results.read_metrics(out))
-        results.atomic_write_json(out / results.SUMMARY, summary)
-    return out

@@ -14,7 +14,7 @@ from ._generators import (
     sentiment,
     temporal_order,
 )
-from ._task import Batch, Task
+from ._task import Batch, Task, binary_cross_entropy
 
 __all__ = [
     "ADDING_TOLERANCE",
@@ -22,6 +22,7 @@ __all__ = [
     "Batch",
     "Task",
     "adding",
+    "binary_cross_entropy",
     "copy",
     "make",
     "sentiment",

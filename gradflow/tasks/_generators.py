@@ -11,12 +11,13 @@ import math
 import jax
 import jax.numpy as jnp
 
+from .. import _names
 from .._checks import check_int
 from ._task import (
     Batch,
     Task,
     argmax_accuracy,
-    sigmoid_binary_cross_entropy,
+    binary_cross_entropy,
     softmax_cross_entropy,
 )
 
@@ -257,7 +258,7 @@ def sentiment(
         return Batch(ids, label.astype(jnp.float32))
 
     def loss(outputs, batch):
-        return sigmoid_binary_cross_entropy(outputs[:, 0], batch.targets)
+        return binary_cross_entropy(outputs[:, 0], batch.targets)
 
     def accuracy(outputs, batch):
         pred = (outputs[:, 0] > 0).astype(batch.targets.dtype)
@@ -279,17 +280,11 @@ def sentiment(
     )
 
 
-TASKS = {
-    "adding": adding,
-    "copy": copy,
-    "temporal_order": temporal_order,
-    "sentiment": sentiment,
-}
-TASK_NAMES = tuple(TASKS)
+#: The built-in tasks (the registry, ``gradflow._names.TASKS``, may hold more).
+TASK_NAMES = tuple(_names.TASKS)
 
 
 def make(name: str, length: int, **options) -> Task:
     """Build a task by name, as a config file names it: ``make("adding", 100)``."""
-    if not isinstance(name, str) or name not in TASKS:
-        raise ValueError(f"task must be one of {TASK_NAMES}, got {name!r}")
-    return TASKS[name](length, **options)
+    entry = _names._get("task", _names.TASKS, name)
+    return _names.resolve(entry.builder)(length, **options)

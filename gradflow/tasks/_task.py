@@ -73,6 +73,32 @@ def argmax_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
 
 
-def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean binary cross-entropy of 0/1 ``labels`` under ``logits`` (nats)."""
+def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy from logits (nats), stable for any logit size.
+
+    The one binary cross-entropy of gradflow: the sentiment task's loss and
+    ``gradflow.models.binary_cross_entropy``.
+
+    Args:
+        logits: ``(*batch, 1)`` or ``(*batch,)``.
+        labels: in ``[0, 1]``, shaped like ``logits`` or ``(*batch,)`` when the
+            logits have a trailing axis of 1.
+
+    Returns:
+        A scalar: ``mean(-y log σ(z) - (1 - y) log(1 - σ(z)))``.
+    """
+    logits_shape = tuple(jnp.shape(logits))
+    labels_shape = tuple(jnp.shape(labels))
+    if not jnp.issubdtype(jnp.result_type(logits), jnp.floating):
+        raise TypeError(
+            f"logits must have a floating dtype, got {jnp.result_type(logits)}"
+        )
+    if labels_shape != logits_shape:
+        if logits_shape[-1:] == (1,) and labels_shape == logits_shape[:-1]:
+            labels = jnp.asarray(labels)[..., None]
+        else:
+            raise ValueError(
+                f"labels must have shape {logits_shape} (or {logits_shape[:-1]} "
+                f"when the logits end in 1), got {labels_shape}"
+            )
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))

@@ -1,9 +1,8 @@
-"""Training on long-memory tasks, with clipping transforms, monitors and studies.
+"""Training on long-memory tasks, with clipping transforms and monitors.
 
-Names load on first use: the clipping-study config helpers
-(``validate_clipping_section``, ``quick``, ``clipping_grid``,
-``summarize_clipping``, ``CLIPPING_DEFAULTS``) never import jax, so a process
-that only reads a results directory stays jax-free.
+The clipping study (a sweep of training runs) is an experiment kind of
+``gradflow.sweep``; this package holds the loop, the clip transforms and the
+optimisers it uses.
 """
 
 from __future__ import annotations
@@ -27,14 +26,6 @@ _EXPORTS = {
     "model_for": "_network",
     "OPTIMIZER_NAMES": "_optim",
     "optimizer": "_optim",
-    "CLIPPING_AXES": "_study",
-    "CLIPPING_DEFAULTS": "_study",
-    "clipping_grid": "_study",
-    "condition_label": "_study",
-    "quick": "_study",
-    "run_clipping_point": "_study",
-    "summarize_clipping": "_study",
-    "validate_clipping_section": "_study",
 }
 
 __all__ = sorted(_EXPORTS)

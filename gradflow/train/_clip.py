@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .. import _names
 from .._checks import check_choice, check_float, check_int
 
-CLIP_NAMES = ("none", "global_norm", "value", "agc", "autoclip", "zclip")
+#: The clip kinds by name (from the registry, ``gradflow._names.CLIPS``).
+CLIP_NAMES = tuple(_names.CLIPS)
 ZCLIP_MODES = ("zscore", "percentile")
 ZCLIP_OPTIONS = ("adaptive_scaling", "mean")
 

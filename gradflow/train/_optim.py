@@ -6,18 +6,11 @@ from typing import Any
 
 import optax
 
+from .. import _names
 from .._checks import check_float
 
-OPTIMIZERS = {
-    "sgd": lambda lr: optax.sgd(lr),
-    "sgd_momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
-    "adam": lambda lr: optax.adam(lr),
-    "adamw": lambda lr: optax.adamw(lr),
-    "rmsprop": lambda lr: optax.rmsprop(lr),
-    "adagrad": lambda lr: optax.adagrad(lr),
-}
-OPTIMIZER_NAMES = tuple(OPTIMIZERS)
+#: The optimisers by name (from the registry, ``gradflow._names.OPTIMIZERS``).
+OPTIMIZER_NAMES = tuple(_names.OPTIMIZERS)
 
 
 def optimizer(
@@ -36,13 +29,14 @@ def optimizer(
     """
     if isinstance(name, optax.GradientTransformation):
         return name
-    if not isinstance(name, str) or name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in _names.OPTIMIZERS:
         raise ValueError(
             f"optimizer must be one of {OPTIMIZER_NAMES} or an "
             f"optax.GradientTransformation, got {_show(name)}"
         )
     lr = check_float("learning_rate", learning_rate, minimum=0.0, strict=True)
-    return OPTIMIZERS[name](lr)
+    factory, options = _names.OPTIMIZERS[name]
+    return getattr(optax, factory)(lr, **options)
 
 
 def _show(value: Any) -> str:

@@ -1,20 +1,19 @@
-"""The clipping study: config checks, one condition end to end, the summary."""
+"""The clipping study (a sweep kind): config checks, one condition end to end, the
+summary."""
 
 import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow.train import _study
+from gradflow.sweep import _clipping
 
 FAST = {"xla_backend_optimization_level": 0}
 
 
 def test_defaults_resolve_and_names_match_the_packages():
-    sec = gf.train.validate_clipping_section({}, "exp.toml")
-    assert sec == gf.train.CLIPPING_DEFAULTS
-    assert _study.TASK_NAMES == gf.tasks.TASK_NAMES
-    assert _study.OPTIMIZER_NAMES == gf.train.OPTIMIZER_NAMES
-    sec = gf.train.validate_clipping_section(
+    sec = gf.sweep.validate_clipping_section({}, "exp.toml")
+    assert sec == gf.sweep.CLIPPING_DEFAULTS
+    sec = gf.sweep.validate_clipping_section(
         {"seeds": 3, "lrs": 0.1, "thresholds": [1, "none"]}, "exp.toml"
     )
     assert sec["seeds"] == [0, 1, 2] and sec["lrs"] == [0.1]
@@ -40,26 +39,26 @@ def test_defaults_resolve_and_names_match_the_packages():
 )
 def test_bad_sections_name_file_key_and_expectation(section, key, expected):
     with pytest.raises(ValueError, match=rf"exp\.toml: \[clipping\] {key}.*{expected}"):
-        gf.train.validate_clipping_section(section, "exp.toml")
+        gf.sweep.validate_clipping_section(section, "exp.toml")
 
 
 def test_grid_and_quick():
-    sec = gf.train.validate_clipping_section(
+    sec = gf.sweep.validate_clipping_section(
         {"lrs": [0.1, 0.2], "thresholds": ["none", 0.5, 2.0, "autoclip"]}, "x"
     )
-    grid = gf.train.clipping_grid(sec)
+    grid = gf.sweep.clipping_grid(sec)
     assert len(grid) == 8
     assert grid[0] == {"clip": "none", "lr": 0.1}
     assert grid[1] == {"clip": "global_norm", "threshold": 0.5, "lr": 0.1}
     assert grid[3] == {"clip": "autoclip", "percentile": 10.0, "lr": 0.1}
-    q = gf.train.quick(sec)
+    q = _clipping.quick_section(sec)
     assert q["seeds"] == [0, 1] and q["lrs"] == [0.1] and q["steps"] <= 60
     assert q["thresholds"] == ["none", 0.5, "autoclip"]
-    assert gf.train.validate_clipping_section(q, "quick") == q
+    assert gf.sweep.validate_clipping_section(q, "quick") == q
 
 
 def test_run_point_arrays_and_metrics():
-    sec = gf.train.validate_clipping_section(
+    sec = gf.sweep.validate_clipping_section(
         {
             "length": 12,
             "hidden_size": 4,
@@ -72,11 +71,11 @@ def test_run_point_arrays_and_metrics():
         "x",
     )
     coords = {"clip": "global_norm", "threshold": 0.05, "lr": 0.1}
-    arrays, metrics = gf.train.run_clipping_point(
+    arrays, metrics = gf.sweep.run_clipping_point(
         sec, coords, [3, 5], compiler_options=FAST
     )
-    assert set(arrays) == set(gf.train.CLIPPING_AXES)
-    for name, axes in gf.train.CLIPPING_AXES.items():
+    assert set(arrays) == set(gf.sweep.CLIPPING_AXES)
+    for name, axes in gf.sweep.CLIPPING_AXES.items():
         assert arrays[name].ndim == len(axes) and arrays[name].shape[0] == 2
     assert arrays["loss"].shape == (2, 12)
     assert arrays["profile_log10_grad_norms"].shape == (2, 4, 12)
@@ -94,15 +93,15 @@ def test_run_point_arrays_and_metrics():
     )
     assert all(np.isfinite(metrics["final_loss"]))
     with pytest.raises(ValueError, match="unknown key 'width'"):
-        gf.train.run_clipping_point(sec, {"width": 3, "lr": 0.1}, [0])
+        gf.sweep.run_clipping_point(sec, {"width": 3, "lr": 0.1}, [0])
     with pytest.raises(ValueError, match="needs a 'threshold'"):
-        gf.train.run_clipping_point(sec, {"clip": "value", "lr": 0.1}, [0])
+        gf.sweep.run_clipping_point(sec, {"clip": "value", "lr": 0.1}, [0])
 
 
 def _record(coords, diverged, loss, frac=0.5):
     nan = [None if d else v for d, v in zip(diverged, loss, strict=True)]
     return {
-        "id": gf.train.condition_label(coords),
+        "id": gf.results.clip_label(coords),
         "coords": coords,
         "seeds": list(range(len(diverged))),
         "metrics": {
@@ -136,7 +135,7 @@ def test_summary_by_hand():
             [0.01, 9, 0.01, 0.01],
         ),
     ]
-    s = gf.train.summarize_clipping(recs)
+    s = gf.sweep.summarize_clipping(recs)
     rows = s["thresholds"]
     assert [r["divergence_rate"] for r in rows] == [0.75, 0.0, 0.0, 0.25]
     assert rows[0]["threshold"] == "none" and rows[3]["threshold"] == "autoclip"
@@ -150,8 +149,8 @@ def test_summary_by_hand():
     # autoclip has the lowest loss but diverged once: not recommended
     assert rec["threshold"] == 1.0 and rec["range"] == [1.0, 4.0]
     assert "never diverged" in rec["reason"] and "3 of 4 seeds" in rec["reason"]
-    everything_diverges = gf.train.summarize_clipping(recs[:1])
+    everything_diverges = gf.sweep.summarize_clipping(recs[:1])
     assert everything_diverges["recommended"]["threshold"] == "none"
     assert "every condition diverged" in everything_diverges["recommended"]["reason"]
     with pytest.raises(ValueError, match="at least one condition"):
-        gf.train.summarize_clipping([])
+        gf.sweep.summarize_clipping([])

@@ -1,10 +1,13 @@
-"""The clipping study: which threshold keeps training stable, and what it costs.
+"""The clipping study, a sweep kind: which threshold keeps training stable, and what
+it costs.
 
-A config's ``[clipping]`` section (checked by :func:`validate_clipping_section`)
-names one set-up (task, length, cell, optimiser, steps) and the conditions to
-compare: every entry of ``thresholds`` × every learning rate in ``lrs``.
-:func:`clipping_grid` lists a condition's coordinates,
-:func:`run_clipping_point` trains all seeds of one condition, and
+A config with ``[experiment] kind = "clipping"`` has a ``[clipping]`` section
+(checked by :func:`validate_clipping_section`) that names one set-up (task,
+length, cell, optimiser, steps) and the conditions to compare: every entry of
+``thresholds`` × every learning rate in ``lrs``. As every experiment kind, this
+module gives the sweep runner ``validate``, ``quick``, ``points``, ``axes``,
+``runner`` and ``summary``; :func:`clipping_grid` lists a condition's
+coordinates, :func:`run_clipping_point` trains all seeds of one condition, and
 :func:`summarize_clipping` turns every condition's metrics into the
 ``summary.json`` content.
 
@@ -18,6 +21,10 @@ Coordinates (one dict per condition, keys in this order):
   entry, AutoClip at the section's ``autoclip_percentile``.
 
 A coordinate may also override any scalar key of the section (e.g. ``"gain"``).
+``gain`` is the scale of ``W_hh`` for every init, as in a ``measure`` sweep
+(``gradflow.cells.initializer``).
+
+This module imports no jax until a point runs.
 """
 
 from __future__ import annotations
@@ -25,31 +32,18 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice
+from gradflow import _names, results
+from gradflow._checks import check_choice
 
-CLIP_KINDS = ("global_norm", "value", "agc")
-# Names as in gradflow.tasks / gradflow.train._optim, repeated here so that
-# checking a config never imports jax (tests keep them equal).
-TASK_NAMES = ("adding", "copy", "temporal_order", "sentiment")
-OPTIMIZER_NAMES = (
-    "sgd",
-    "sgd_momentum",
-    "nesterov",
-    "adam",
-    "adamw",
-    "rmsprop",
-    "adagrad",
-)
-CELLS = ("rnn", "lstm", "gru")
-ACTIVATIONS = ("tanh", "relu", "linear")
-INITS = ("torch", "gaussian", "orthogonal", "identity", "sparse", "zeros")
+from ._config import _check_keys, _fail, _is_int, _is_real, _seeds
+from ._grid import Point
+
 GRAD_PERCENTILES = (50, 90, 99)
 
 #: The default ``[clipping]`` section: Pascanu et al. (2013)'s setting made to
@@ -80,17 +74,12 @@ _INT_KEYS = ("length", "hidden_size", "batch_size", "steps", "eval_batch_size")
 _POSITIVE_KEYS = ("gain", "autoclip_percentile")
 
 
-def _fail(where: str, key: str, expected: str, got: Any) -> ValueError:
-    shown = repr(got) if isinstance(got, str) else f"{type(got).__name__} {got!r}"
-    return ValueError(f"{where}: [clipping] {key}: expected {expected}, got {shown}")
+def _bad(where: str, key: str, expected: str, got: Any) -> ValueError:
+    return _fail(where, f"[clipping] {key}", expected, got)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+def _finite(v: Any) -> bool:
+    return _is_real(v) and math.isfinite(v)
 
 
 def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
@@ -110,92 +99,71 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
             task/cell/optimizer/clip name), naming ``where``, the key, what was
             expected and what came.
     """
-    if not isinstance(section, Mapping):
-        raise _fail(where, "<table>", "a table", section)
-    unknown = [k for k in section if k not in CLIPPING_DEFAULTS]
-    if unknown:
-        raise ValueError(
-            f"{where}: [clipping] {unknown[0]}: unknown key; expected one of "
-            f"{', '.join(sorted(CLIPPING_DEFAULTS))}"
-        )
+    _check_keys(where, "clipping", section, tuple(CLIPPING_DEFAULTS))
     out = copy.deepcopy(CLIPPING_DEFAULTS)
     out.update(copy.deepcopy(dict(section)))
     for key, choices in (
-        ("task", TASK_NAMES),
-        ("cell", CELLS),
-        ("activation", ACTIVATIONS),
-        ("init", INITS),
-        ("optimizer", OPTIMIZER_NAMES),
-        ("clip", CLIP_KINDS),
+        ("task", tuple(_names.TASKS)),
+        ("cell", tuple(_names.CELLS)),
+        ("activation", _names.ACTIVATIONS),
+        ("init", _names.INITS),
+        ("optimizer", tuple(_names.OPTIMIZERS)),
+        ("clip", _names.THRESHOLD_CLIPS),
     ):
         if not isinstance(out[key], str) or out[key] not in choices:
-            raise _fail(where, key, f"one of {', '.join(choices)}", out[key])
+            raise _bad(where, key, f"one of {', '.join(choices)}", out[key])
     for key in _INT_KEYS:
         if not _is_int(out[key]) or out[key] < 1:
-            raise _fail(where, key, "an integer >= 1", out[key])
+            raise _bad(where, key, "an integer >= 1", out[key])
         out[key] = int(out[key])
     if not _is_int(out["record_every"]) or out["record_every"] < 0:
-        raise _fail(
+        raise _bad(
             where, "record_every", "an integer >= 0 (0: never)", out["record_every"]
         )
     for key in _POSITIVE_KEYS:
-        if not _is_real(out[key]) or out[key] <= 0:
-            raise _fail(where, key, "a number > 0", out[key])
+        if not _finite(out[key]) or out[key] <= 0:
+            raise _bad(where, key, "a number > 0", out[key])
         out[key] = float(out[key])
     p = out["autoclip_percentile"]
     if p > 100:
-        raise _fail(where, "autoclip_percentile", "a percentile in (0, 100]", p)
+        raise _bad(where, "autoclip_percentile", "a percentile in (0, 100]", p)
     for key in ("divergence_factor", "grad_divergence_factor"):
-        if not _is_real(out[key]) or out[key] <= 1:
-            raise _fail(where, key, "a number > 1", out[key])
+        if not _finite(out[key]) or out[key] <= 1:
+            raise _bad(where, key, "a number > 1", out[key])
         out[key] = float(out[key])
-    minimum = {"adding": 4, "temporal_order": 10, "sentiment": 2, "copy": 1}
-    if out["length"] < minimum[out["task"]]:
-        raise _fail(
+    minimum = _names.TASKS[out["task"]].min_length
+    if out["length"] < minimum:
+        raise _bad(
             where,
             "length",
-            f"an integer >= {minimum[out['task']]} for task {out['task']!r}",
+            f"an integer >= {minimum} for task {out['task']!r}",
             out["length"],
         )
-    seeds = out["seeds"]
-    if _is_int(seeds):
-        if seeds < 1:
-            raise _fail(where, "seeds", "a count >= 1 or a list of ints", seeds)
-        seeds = list(range(int(seeds)))
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(_is_int(s) and s >= 0 for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise _fail(
-            where, "seeds", "a count >= 1 or a list of distinct ints >= 0", seeds
-        )
-    out["seeds"] = [int(s) for s in seeds]
+    out["seeds"] = _seeds(where, out["seeds"], "[clipping] seeds")
     lrs = out["lrs"] if isinstance(out["lrs"], list) else [out["lrs"]]
-    if not lrs or not all(_is_real(v) and v > 0 for v in lrs):
-        raise _fail(where, "lrs", "a list of learning rates > 0", out["lrs"])
+    if not lrs or not all(_finite(v) and v > 0 for v in lrs):
+        raise _bad(where, "lrs", "a list of learning rates > 0", out["lrs"])
     out["lrs"] = [float(v) for v in lrs]
     thresholds = out["thresholds"]
     if not isinstance(thresholds, list) or not thresholds:
-        raise _fail(where, "thresholds", "a non-empty list", thresholds)
+        raise _bad(where, "thresholds", "a non-empty list", thresholds)
     resolved = []
     for i, t in enumerate(thresholds):
         if isinstance(t, str) and t in ("none", "autoclip"):
             resolved.append(t)
-        elif _is_real(t) and t > 0:
+        elif _finite(t) and t > 0:
             resolved.append(float(t))
         else:
-            raise _fail(
+            raise _bad(
                 where, f"thresholds[{i}]", 'a number > 0, "none" or "autoclip"', t
             )
     if len(set(map(str, resolved))) != len(resolved):
-        raise _fail(where, "thresholds", "distinct entries", thresholds)
+        raise _bad(where, "thresholds", "distinct entries", thresholds)
     out["thresholds"] = resolved
     return out
 
 
-def quick(section: Mapping[str, Any]) -> dict:
+def quick_section(section: Mapping[str, Any]) -> dict:
     """Shrink a resolved section for ``gradflow run --quick`` (seconds, not minutes).
 
     Keeps 2 seeds, the first learning rate, "none" plus the first numeric
@@ -254,12 +222,12 @@ def _resolve_point(section: Mapping[str, Any], coords: Mapping[str, Any]) -> dic
     overrides = {k: v for k, v in coords.items() if k in scalars}
     sec = validate_clipping_section({**section, **overrides}, "coords")
     clip = check_choice(
-        "coords['clip']", coords.get("clip", "none"), ("none", "autoclip", *CLIP_KINDS)
+        "coords['clip']", coords.get("clip", "none"), tuple(_names.CLIPS)
     )
     if "lr" not in coords:
         raise ValueError("coords: missing 'lr' (the learning rate of this condition)")
     lr = coords["lr"]
-    if not _is_real(lr) or lr <= 0:
+    if not _finite(lr) or lr <= 0:
         raise ValueError(f"coords['lr'] must be a learning rate > 0, got {lr!r}")
     level = None
     if clip == "autoclip":
@@ -305,17 +273,16 @@ def run_clipping_point(
     import jax
     import jax.numpy as jnp
 
-    from .. import cells, tasks
-    from ._clip import clipper
-    from ._loop import train
-    from ._network import model_for
+    from gradflow import cells, tasks
+    from gradflow.train import clipper, model_for, train
 
     cfg = _resolve_point(section, coords)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one seed, got []")
     task = tasks.make(cfg["task"], cfg["length"])
-    options = {"activation": cfg["activation"]} if cfg["cell"] == "rnn" else {}
+    takes = _names.CELLS[cfg["cell"]].options
+    options = {"activation": cfg["activation"]} if "activation" in takes else {}
     cell = cells.make(
         cfg["cell"],
         cfg["hidden_size"],
@@ -421,18 +388,6 @@ def _spread(v: np.ndarray) -> dict[str, float | None] | None:
     return {k: float(x) for k, x in zip(keys, q, strict=True)}
 
 
-def condition_label(coords: Mapping[str, Any]) -> str:
-    """A short label: ``none``, ``global_norm 1``, ``autoclip p10`` (+ ``lr``)."""
-    clip = coords.get("clip", "none")
-    if clip == "none":
-        text = "none"
-    elif clip == "autoclip":
-        text = f"autoclip p{float(coords.get('percentile', 10.0)):g}"
-    else:
-        text = f"{clip} {float(coords['threshold']):g}"
-    return text
-
-
 def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Build ``summary.json`` from the ``metrics.jsonl`` records of every condition.
 
@@ -478,7 +433,7 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         frac = frac[np.isfinite(frac)]
         entry = {
             "id": rec.get("id"),
-            "label": condition_label(coords),
+            "label": results.clip_label(coords),
             "clip": clip,
             "threshold": threshold,
             "lr": coords.get("lr"),
@@ -564,3 +519,55 @@ def _recommend(
         "range": rng,
         "reason": reason,
     }
+
+
+# -- the sweep-kind interface (see gradflow.sweep._measure_kind for the other) ------
+
+
+def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict:
+    """A whole ``kind = "clipping"`` config, resolved."""
+    _check_keys(where, "<top level>", raw, ("experiment", "clipping"))
+    section = validate_clipping_section(raw.get("clipping", {}), where)
+    return {"experiment": exp, "clipping": section}
+
+
+def quick(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with its section shrunk by :func:`quick_section`."""
+    return {**config, "clipping": quick_section(config["clipping"])}
+
+
+def seeds(config: Mapping[str, Any]) -> list[int]:
+    return list(config["clipping"]["seeds"])
+
+
+def points(config: Mapping[str, Any]) -> list[Point]:
+    """One point per condition of :func:`clipping_grid`, with every seed."""
+    s = tuple(seeds(config))
+    return [
+        Point(results.point_id(c), dict(c), s)
+        for c in clipping_grid(config["clipping"])
+    ]
+
+
+def axes(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in CLIPPING_AXES.items()}
+
+
+def summary(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return summarize_clipping(recs)
+
+
+def runner(config: Mapping[str, Any], ctx: Any):
+    """The point runner: trains every seed of a condition (``vmap`` on the
+    default device; training is not sharded over a mesh)."""
+    section = config["clipping"]
+
+    def run(point: Point) -> tuple[dict, dict]:
+        return run_clipping_point(
+            section,
+            point.coords,
+            list(point.seeds),
+            compiler_options=ctx.compiler_options,
+        )
+
+    return run

@@ -1,0 +1,309 @@
+"""One spec per measurement and per experiment kind: what it takes, writes and draws.
+
+A :class:`Measurement` says everything the experiment layer needs about one
+measurement a ``[measure]`` section may switch on: its options and defaults,
+the arrays it writes with their named axes (``axes.json``), its metrics (with
+the report's column header), how its seeds batch on CPU, and its figures (a
+drawing function of a results directory and a caption). The config validator,
+the sweep's point function, the report and ``docs/results-format.md`` all read
+this table; nothing else lists measurement names.
+
+Functions are named by ``"module:function"`` strings (or given as callables)
+and imported on first use, so this module imports neither jax nor matplotlib:
+checking a config stays a jax-free, matplotlib-free process.
+
+Adding a measurement is one entry here (or :func:`register_measurement`), its
+function, and its plot; see ``docs/extending.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from gradflow._names import _register
+
+
+class Figure(NamedTuple):
+    """A figure the report can draw.
+
+    Attributes:
+        draw: ``"module:function"`` (or the function), ``draw(results) ->
+            matplotlib Figure | None`` (``None``: the results hold no data for
+            it). ``results`` is a :class:`gradflow.results.Results`.
+        caption: one sentence for the report: what to look at.
+    """
+
+    draw: str | Callable[..., Any]
+    caption: str
+
+
+class Measurement(NamedTuple):
+    """One measurement of a ``measure`` sweep.
+
+    Attributes:
+        run: ``"module:function"`` (or the function), ``run(ctx, params, xs, u)
+            -> (arrays, metrics)`` for one seed, traced under ``jit``: ``ctx``
+            is a :class:`gradflow.sweep.PointContext` (the cell, this
+            measurement's options, the whole ``[measure]`` section), ``params``
+            the cell's params, ``xs (T, D)`` the input, ``u (N,)`` a unit
+            readout. ``arrays``/``metrics`` map the names below to arrays
+            without the seed axis.
+        defaults: the options a config may set, with their defaults (a value's
+            type is the type the option must have).
+        arrays: array name -> its named axes, seed first (``axes.json``).
+        metrics: metric name -> the report's column header (units in it).
+        batching: how seeds batch on CPU with ``batching="auto"``: ``"vmap"``
+            or ``"map"`` (``lax.map``), whichever benchmarks/bench_sweep.py
+            found faster.
+        figures: figure name -> :class:`Figure`.
+        always: run at every point without being switched on (no options).
+    """
+
+    run: str | Callable[..., Any]
+    defaults: Mapping[str, Any] = {}
+    arrays: Mapping[str, tuple[str, ...]] = {}
+    metrics: Mapping[str, str] = {}
+    batching: str = "vmap"
+    figures: Mapping[str, Figure] = {}
+    always: bool = False
+
+
+class Kind(NamedTuple):
+    """One experiment kind (``[experiment] kind``): its module and what it writes.
+
+    Attributes:
+        module: the jax-free module that checks, shrinks and expands its config
+            (``validate``, ``quick``, ``points``, ``axes``, ``summary``) and
+            names its point runner (``runner``); see ``gradflow.sweep``.
+        metrics: metric name -> the report's column header (the measurements'
+            metrics come from :data:`MEASUREMENTS`).
+        figures: figure name -> :class:`Figure`.
+    """
+
+    module: str
+    metrics: Mapping[str, str] = {}
+    figures: Mapping[str, Figure] = {}
+
+
+_R = "gradflow.report._figures:"
+_M = "gradflow.sweep._measures:"
+
+#: The measurements a ``[measure]`` section may switch on, in the order they
+#: run and their figures are listed; ``bound`` runs at every point.
+MEASUREMENTS: dict[str, Measurement] = {
+    "grad_norms": Measurement(
+        run=_M + "grad_norms",
+        defaults={"loss": "last_linear"},
+        arrays={"log10_grad_norms": ("seed", "step")},
+        metrics={
+            "decay_rate": "decay rate (nats / step)",
+            "half_life": "half-life (steps)",
+            "log10_grad_norm_step0": "log10 ‖∂L/∂h_0‖",
+        },
+        batching="vmap",
+        figures={
+            "grad_norm_profile": Figure(
+                _R + "grad_norm_profile",
+                "Gradient norm ‖∂L/∂h_t‖ against distance back in time (median "
+                "over seeds, 10–90% band): a straight falling line is exponential "
+                "vanishing at the decay rate in the legend (fitted to the median), "
+                "a rising one explodes, a flat one keeps memory.",
+            ),
+            "layer_heatmap": Figure(
+                _R + "layer_heatmap",
+                "‖∂L/∂h_t‖ over time step and layer of the stack: look for the "
+                "layer where the gradient of early steps dies out first.",
+            ),
+            "decay_rate_vs_gain": Figure(
+                _R + "decay_rate_vs_gain",
+                "Fitted gradient decay rate against gain: above the dashed line "
+                "gradients vanish, below it they explode.",
+            ),
+            "grad_norm_vs_length": Figure(
+                _R + "grad_norm_vs_length",
+                "log10 of the gradient reaching the first step against sequence "
+                "length: a straight line means exponential decay (or growth) in T.",
+            ),
+            "phase_diagram": Figure(
+                _R + "phase_diagram",
+                "log10 ‖∂L/∂h_0‖ over gain and sequence length: blue is "
+                "vanishing, red exploding, and the dashed contour (norm 1) is the "
+                "trainable boundary.",
+            ),
+            "pascanu_bound": Figure(
+                _R + "pascanu_bound",
+                "Measured decay rate against σ_max(W_hh) with the bound "
+                "−ln(γσ_max) of Pascanu et al. (2013): left of σ_max = 1/γ "
+                "vanishing is guaranteed, and every point should lie on or above "
+                "the bound curve.",
+            ),
+        },
+    ),
+    "jacobian_norms": Measurement(
+        run=_M + "jacobian_norms",
+        arrays={"jacobian_log10_norms": ("seed", "step")},
+        # The exact SVD fallback, batched, runs for every seed at a step where
+        # any one seed needs it (1.6x slower than lax.map for an LSTM, N = 64).
+        batching="map",
+        figures={
+            "jacobian_norm_profile": Figure(
+                _R + "jacobian_norm_profile",
+                "Spectral norm of the state Jacobian ∂s_T/∂s_t against lag: its "
+                "slope is how fast any signal, not just this loss's gradient, is "
+                "forgotten per step.",
+            ),
+        },
+    ),
+    "jacobian_singular_values": Measurement(
+        run=_M + "jacobian_singular_values",
+        defaults={"k": 4},
+        arrays={"jacobian_log10_singular_values": ("seed", "lag", "k")},
+        batching="map",
+        figures={
+            "jacobian_singular_values": Figure(
+                _R + "jacobian_singular_values",
+                "Top singular values of ∂s_T/∂s_t against lag: the gap between "
+                "σ_1 and the rest shows how few directions still carry a gradient "
+                "far back.",
+            ),
+        },
+    ),
+    "lyapunov": Measurement(
+        run=_M + "lyapunov",
+        defaults={"k": 8, "warmup": 50},
+        arrays={
+            "lyapunov_exponents": ("seed", "k"),
+            "lyapunov_running": ("seed", "step", "k"),
+        },
+        metrics={"lambda_max": "λ_max (nats / step)"},
+        batching="vmap",
+        figures={
+            "lyapunov_spectrum": Figure(
+                _R + "lyapunov_spectrum",
+                "Lyapunov exponents (left, nats per step) and their running "
+                "estimates (right): λ_max above 0 means chaos and exploding "
+                "gradients, below 0 vanishing; flat running estimates mean the "
+                "spectrum has converged.",
+            ),
+            "lambda_max_vs_gain": Figure(
+                _R + "lambda_max_vs_gain",
+                "Largest Lyapunov exponent against gain: the edge of chaos is "
+                "where the line crosses the dashed λ_max = 0 line (g* in the "
+                "legend).",
+            ),
+        },
+    ),
+    "param_grad_by_step": Measurement(
+        run=_M + "param_grad_by_step",
+        arrays={"param_grad_share": ("seed", "step")},
+        batching="vmap",
+        figures={
+            "param_grad_share": Figure(
+                _R + "param_grad_share",
+                "Share of the recurrent-weight gradient ‖∂L/∂W_hh‖ contributed by "
+                "the last k steps: a curve that reaches the dotted line within a "
+                "few steps means the weight learns from short-term terms only.",
+            ),
+        },
+    ),
+    "bound": Measurement(
+        run=_M + "bound",
+        metrics={"sigma_max_whh": "σ_max(W_hh)", "pascanu_bound": "1/γ"},
+        batching="vmap",
+        always=True,
+    ),
+}
+
+_CLIPPING_FIGURES = {
+    "loss_curves": Figure(
+        _R + "loss_curves",
+        "Training loss per clipping threshold (median over seeds, 10–90% band): "
+        "marks on the edge show where runs diverged to NaN/inf.",
+    ),
+    "clipping_summary": Figure(
+        _R + "clipping_summary",
+        "Share of seeds that diverged (left) and final loss (right) per clipping "
+        "threshold: the recommended threshold is the shaded column.",
+    ),
+    "grad_norm_heatmap": Figure(
+        _R + "grad_norm_heatmap",
+        "‖∂L/∂h_t‖ over time step (x) and training iteration (y): watch whether "
+        "the gradient reaching early steps grows or fades as the network learns.",
+    ),
+    "grad_norm_histogram": Figure(
+        _R + "grad_norm_histogram",
+        "Global gradient norms before clipping with the thresholds drawn: a "
+        "threshold clips the share of the histogram to its right.",
+    ),
+}
+
+#: Experiment kinds by the name ``[experiment] kind`` uses.
+KINDS: dict[str, Kind] = {
+    "measure": Kind("gradflow.sweep._measure_kind"),
+    "clipping": Kind(
+        "gradflow.sweep._clipping",
+        metrics={
+            "diverged": "divergence rate",
+            "final_loss": "final loss (nats)",
+            "final_accuracy": "final accuracy",
+            "clip_fraction": "clip fraction",
+        },
+        figures=_CLIPPING_FIGURES,
+    ),
+}
+
+BATCHINGS = ("vmap", "map")
+
+
+def switchable() -> dict[str, Measurement]:
+    """The measurements a ``[measure]`` section may name (all but ``always``)."""
+    return {k: v for k, v in MEASUREMENTS.items() if not v.always}
+
+
+def figures() -> dict[str, Figure]:
+    """Every figure the report can draw, by name, in the order listed here."""
+    out: dict[str, Figure] = {}
+    for spec in (*MEASUREMENTS.values(), *KINDS.values()):
+        out.update(spec.figures)
+    return out
+
+
+def metric_headers() -> dict[str, str]:
+    """Every metric any measurement or kind writes -> its report column header."""
+    out: dict[str, str] = {}
+    for spec in (*MEASUREMENTS.values(), *KINDS.values()):
+        out.update(spec.metrics)
+    return out
+
+
+def array_axes(measure: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``axes.json`` content for a resolved ``[measure]`` section."""
+    out: dict[str, list[str]] = {}
+    for name, spec in MEASUREMENTS.items():
+        if name in measure or spec.always:
+            out.update({k: list(v) for k, v in spec.arrays.items()})
+    return out
+
+
+def register_measurement(name: str, spec: Measurement) -> None:
+    """Add a measurement (for one defined outside gradflow); see docs/extending.md.
+
+    Raises:
+        ValueError: ``name`` is taken, not an identifier, its batching is not
+            ``"vmap"``/``"map"``, or one of its figure names is taken.
+        TypeError: ``spec`` is not a :class:`Measurement`.
+    """
+    if isinstance(spec, Measurement):
+        if spec.batching not in BATCHINGS:
+            raise ValueError(
+                f"measurement {name!r}: batching must be one of {BATCHINGS}, "
+                f"got {spec.batching!r}"
+            )
+        taken = set(figures()) & set(spec.figures)
+        if taken:
+            raise ValueError(
+                f"measurement {name!r}: figure {sorted(taken)[0]!r} is already "
+                "registered"
+            )
+    _register("measurement", MEASUREMENTS, name, spec, Measurement)

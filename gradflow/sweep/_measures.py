@@ -1,0 +1,84 @@
+"""The measurements of a ``measure`` sweep, one function per spec entry.
+
+Each is ``f(ctx, params, xs, u) -> (arrays, metrics)`` for one seed, traced
+under ``jit`` and batched over seeds by :func:`gradflow.sweep._point.point_function`;
+``gradflow._specs.MEASUREMENTS`` names them and says what they write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import gradflow as gf
+
+
+class PointContext(NamedTuple):
+    """What a measurement function knows besides its seed's data.
+
+    Attributes:
+        cell: the point's cell (gain 1; the gain is already in ``params``).
+        options: this measurement's resolved options.
+        measure: the whole resolved ``[measure]`` section.
+        activation: the RNN's nonlinearity (``"tanh"`` for gated cells).
+    """
+
+    cell: gf.cells.Cell
+    options: Mapping[str, Any]
+    measure: Mapping[str, Any]
+    activation: str
+
+
+def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    """``loss(hs (T, N)) -> ()``; the readout ``u`` has unit norm."""
+    if kind == "last_linear":
+        return lambda hs: jnp.dot(readout, hs[-1])
+    if kind == "last_square":
+        return lambda hs: 0.5 * jnp.sum(hs[-1] ** 2)
+    return lambda hs: jnp.sum(hs @ readout)
+
+
+def grad_norms(ctx: PointContext, params, xs, u):
+    loss_fn = make_loss(ctx.options["loss"], u)
+    # Log space: plain norms underflow float32 within a few hundred steps.
+    log10 = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
+    fit = gf.decay_rate(log10, log10=True)
+    metrics = {
+        "log10_grad_norm_step0": log10[0],
+        "decay_rate": fit.rate,
+        "half_life": fit.half_life,
+    }
+    return {"log10_grad_norms": log10}, metrics
+
+
+def jacobian_norms(ctx: PointContext, params, xs, u):
+    jac = gf.jacobian_norms(ctx.cell, params, xs)
+    return {"jacobian_log10_norms": jac.log10_norms}, {}
+
+
+def jacobian_singular_values(ctx: PointContext, params, xs, u):
+    spec = gf.jacobian_singular_values(ctx.cell, params, xs, k=ctx.options["k"])
+    return {"jacobian_log10_singular_values": spec.log10_singular_values}, {}
+
+
+def lyapunov(ctx: PointContext, params, xs, u):
+    opts = ctx.options
+    lyap = gf.lyapunov_spectrum(
+        ctx.cell, params, xs, k=opts["k"], warmup=opts["warmup"]
+    )
+    arrays = {"lyapunov_exponents": lyap.exponents, "lyapunov_running": lyap.running}
+    return arrays, {"lambda_max": lyap.exponents[0]}
+
+
+def param_grad_by_step(ctx: PointContext, params, xs, u):
+    loss = ctx.measure.get("grad_norms", {}).get("loss", "last_linear")
+    by_step = gf.param_grad_by_step(ctx.cell, params, xs, make_loss(loss, u))
+    return {"param_grad_share": by_step.share["W_hh"]}, {}
+
+
+def bound(ctx: PointContext, params, xs, u):
+    b = gf.vanishing_bound(ctx.cell, params, ctx.activation)
+    return {}, {"sigma_max_whh": b.sigma_max, "pascanu_bound": b.bound}
