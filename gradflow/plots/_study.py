@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from gradflow.plots import _common as c
-from gradflow.plots._clipping import threshold_label
 from gradflow.plots._style import StyleLike, finish, new_figure
 from gradflow.plots._style import style as use_style
+from gradflow.results import threshold_label
 
 
 def success_heatmap(
