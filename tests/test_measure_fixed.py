@@ -156,6 +156,33 @@ def test_stack_of_linear_layers_block_triangular_jacobian():
     np.testing.assert_allclose(fp.eigenvalues[0], lam, atol=1e-9)
 
 
+@pytest.mark.usefixtures("x64")
+def test_custom_cell_with_a_dict_carry():
+    """u ↦ A u + B x, v ↦ ½ v + 1 (a scalar leaf): u* = (I − A)⁻¹ B x, v* = 2."""
+    a = jnp.asarray([[0.5, 0.2], [-0.1, 0.3]])
+    b = jnp.asarray([[1.0, 0.0, 2.0], [0.0, -1.0, 1.0]])
+
+    def step(p, carry, x):
+        u = p["A"] @ carry["u"] + p["B"] @ x
+        v = 0.5 * carry["v"] + 1.0
+        return {"u": u, "v": v}, u
+
+    cell = gf.cells.custom(step, {"u": jnp.zeros(2), "v": jnp.zeros(())})
+    params = {"A": a, "B": b}
+    x = jnp.asarray([0.1, 0.2, -0.3])
+    starts = {"u": jnp.ones((3, 2)), "v": jnp.asarray([0.0, 5.0, -1.0])}
+    fp = gf.fixed_points(cell, params, x, starts)
+    u = np.linalg.solve(np.eye(2) - np.asarray(a), np.asarray(b @ x))
+    assert fp.states.shape == (1, 3)
+    np.testing.assert_allclose(fp.carries["u"][0], u, rtol=1e-10)
+    np.testing.assert_allclose(fp.carries["v"][0], 2.0, rtol=1e-10)
+    lam = np.concatenate([np.linalg.eigvals(np.asarray(a)), [0.5]])
+    lam = lam[np.lexsort((-lam.imag, -np.abs(lam)))]
+    np.testing.assert_allclose(fp.eigenvalues[0], lam, atol=1e-10)
+    with pytest.raises(ValueError, match="x must be given"):
+        gf.fixed_points(cell, params, None, starts)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_gru_points_are_fixed_and_eigenvalues_match_finite_differences(dtype):
     if dtype == jnp.float64:

@@ -25,6 +25,7 @@ from gradflow.plots._dynamics import (
     pascanu_bound,
     phase_diagram,
 )
+from gradflow.plots._fixed import fixed_point_eigenvalues, trajectories_pca
 from gradflow.plots._profiles import (
     grad_norm_heatmap,
     grad_norm_profile,
@@ -51,6 +52,7 @@ __all__ = [
     "figsize",
     "finite_median",
     "fit_decay",
+    "fixed_point_eigenvalues",
     "grad_norm_heatmap",
     "grad_norm_histogram",
     "grad_norm_profile",
@@ -69,4 +71,5 @@ __all__ = [
     "style_rc",
     "success_heatmap",
     "success_vs",
+    "trajectories_pca",
 ]
