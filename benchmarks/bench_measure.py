@@ -242,7 +242,9 @@ def bench_memory(steps):
     def loss(hs):
         return jnp.sum(hs[-1])
 
-    grads = jax.jit(lambda p, x: gf.hidden_grad_norms(cell, p, x, loss, log10=True))
+    grads = jax.jit(
+        lambda p, x: gf.hidden_grad_norms(cell, p, x, loss, log10=True).log10_norms
+    )
     start = time.perf_counter()
     out = jax.block_until_ready(grads(params, xs[:, None]))
     t_grad = time.perf_counter() - start

@@ -55,6 +55,8 @@ _FUNCTIONS = {
     "fixed_point_candidates": "gradflow._measure",
     "sample_states": "gradflow._measure",
     "vanishing_bound": "gradflow._measure",
+    "GradNorms": "gradflow._measure",
+    "GradNormRangeWarning": "gradflow._measure",
     "JacobianNorms": "gradflow._measure",
     "JacobianSpectrum": "gradflow._measure",
     "LyapunovSpectrum": "gradflow._measure",

@@ -26,7 +26,8 @@ def fit_line(xp: Any, logs: Any, dist: Any) -> tuple[Any, Any, Any, Any]:
         nats per step (positive: vanishing; NaN with fewer than two distinct
         finite points), ``half_life = ln 2 / rate`` (``inf`` when the norm does
         not decay), ``r2`` the coefficient of determination (1 for a flat
-        series) and ``intercept`` the fitted ``ln ‖g‖`` at distance 0.
+        series) and ``intercept`` the fitted ``ln ‖g‖`` at distance 0; all
+        NaN where the fit is undefined.
     """
     weight = (xp.isfinite(logs) & xp.isfinite(dist)).astype(logs.dtype)
     y = xp.where(weight > 0, logs, 0.0)
@@ -50,4 +51,9 @@ def fit_line(xp: Any, logs: Any, dist: Any) -> tuple[Any, Any, Any, Any]:
     half_life = xp.where(
         rate > 0, math.log(2.0) / xp.where(rate > 0, rate, 1.0), xp.inf
     )
+    # An undefined fit (fewer than two points: rate 0/0) is NaN in every field,
+    # never "a perfect fit" or "never halves".
+    undefined = xp.isnan(rate)
+    half_life = xp.where(undefined, xp.nan, half_life)
+    r2 = xp.where(undefined, xp.nan, r2)
     return rate, half_life, r2, intercept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -154,17 +154,171 @@ def scan_chunks(run: Callable, carry: Any, xs: Any, chunk: int):
     Wrapped in ``jax.checkpoint``, ``run`` makes the backward pass keep one
     carry per block and recompute the block's steps.
     """
-    steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    n_chunks = steps // chunk
-    cut = n_chunks * chunk
-    head = jax.tree_util.tree_map(
-        lambda a: a[:cut].reshape(n_chunks, chunk, *a.shape[1:]), xs
-    )
+    head, tail = _split_blocks(xs, chunk)
     carry, ys = lax.scan(run, carry, head)
-    ys = jax.tree_util.tree_map(lambda a: a.reshape(cut, *a.shape[2:]), ys)
-    if cut < steps:
-        carry, tail = run(carry, jax.tree_util.tree_map(lambda a: a[cut:], xs))
-        ys = jax.tree_util.tree_map(
-            lambda a, b: jnp.concatenate([a, b], axis=0), ys, tail
-        )
+    ys = _join_blocks(ys)
+    if tail is not None:
+        carry, ys_tail = run(carry, tail)
+        ys = _append(ys, ys_tail)
     return carry, ys
+
+
+class Forward(NamedTuple):
+    """What one forward pass keeps for the measurements built on it.
+
+    Attributes:
+        carry: the final carry ``s_T``.
+        hs: ``(T, *batch, N)``, every hidden output.
+        saved: the carry entering every step (leaves ``(T, *batch, ...)``)
+            or, with remat, entering every chunk (``(ceil(T/k), *batch, ...)``):
+            what :func:`reverse_states` revisits the states from.
+        along: ``(state, ys)`` of the ``along`` scan, or ``None``.
+    """
+
+    carry: Any
+    hs: jax.Array
+    saved: Any
+    along: Any = None
+
+
+def forward_states(
+    cell: Cell,
+    params: Any,
+    xs: jax.Array,
+    carry: Any,
+    *,
+    remat: bool | int = False,
+    along: tuple[Callable, Any] | None = None,
+) -> Forward:
+    """The one forward pass every measurement builds on (no argument checks).
+
+    Runs ``cell`` over ``xs`` once and keeps what a reverse pass needs to see
+    the carry entering every step again: all of them (``remat=False``), or
+    one per chunk of ``k`` steps (``remat=True`` for ``k = ceil(sqrt(T))``, or
+    an int ``k``), from which :func:`reverse_states` recomputes each chunk's
+    carries when it gets there. The carry may be any pytree.
+
+    Args:
+        cell: a :class:`gradflow.cells.Cell`.
+        params: its params.
+        xs: ``(T, *batch, input_size)``, time-major.
+        carry: the carry entering step 0 (already resolved).
+        remat: ``False``, ``True`` or a chunk length ``k``.
+        along: ``(body, init)`` to run in the same scan:
+            ``body(state, (carry_t, xw_t)) -> (state, y_t)`` with ``carry_t``
+            the carry entering step ``t`` and ``xw_t`` its projected input.
+
+    Returns:
+        A :class:`Forward`. With remat the input projection happens per chunk,
+        so no ``(T, *batch, G*N)`` array is formed.
+    """
+    steps = xs.shape[0]
+    chunk = chunk_length(remat, steps)
+    visit, state = along if along is not None else (None, None)
+
+    def body(c_and_v, xw_t):
+        c, v = c_and_v
+        new, h = cell.recur(params, c, xw_t)
+        if visit is not None:
+            v, y = visit(v, (c, xw_t))
+        else:
+            y = None
+        return (new, v), (c, h, y)
+
+    if not chunk or chunk >= steps:
+        (carry, state), (saved, hs, ys) = lax.scan(
+            body, (carry, state), cell.project(params, xs)
+        )
+        return Forward(carry, hs, saved, None if visit is None else (state, ys))
+
+    def run_block(c_and_v, block):
+        entering = c_and_v[0]
+        c_and_v, (_, hs, ys) = lax.scan(body, c_and_v, cell.project(params, block))
+        return c_and_v, (entering, hs, ys)
+
+    head, tail = _split_blocks(xs, chunk)
+    (carry, state), (saved, hs, ys) = lax.scan(run_block, (carry, state), head)
+    hs, ys = (_join_blocks(a) for a in (hs, ys))
+    if tail is not None:
+        (carry, state), (last, hs_t, ys_t) = run_block((carry, state), tail)
+        saved = _append(saved, jax.tree_util.tree_map(lambda a: a[None], last))
+        hs, ys = _append(hs, hs_t), _append(ys, ys_t)
+    return Forward(carry, hs, saved, None if visit is None else (state, ys))
+
+
+def reverse_states(
+    cell: Cell,
+    params: Any,
+    xs: jax.Array,
+    saved: Any,
+    body: Callable,
+    init: Any,
+    extra: Any = None,
+    *,
+    remat: bool | int = False,
+) -> tuple[Any, Any]:
+    """Scan ``body`` backwards in time over the states of a :class:`Forward`.
+
+    ``body(state, (carry_t, xw_t, extra_t)) -> (state, y_t)`` runs for
+    ``t = T−1, …, 0`` with ``carry_t`` the carry entering step ``t``, ``xw_t``
+    its projected input and ``extra_t`` step ``t`` of ``extra`` (a pytree with
+    time on axis 0, or ``None``). With remat (the same value given to
+    :func:`forward_states`), each chunk's carries are recomputed from its saved
+    entry carry just before the chunk is visited, so memory stays
+    ``O(T/k + k)`` carries.
+
+    Returns:
+        ``(state, ys)``: the final state and every ``y_t`` stacked on axis 0
+        in time order.
+    """
+    steps = xs.shape[0]
+    chunk = chunk_length(remat, steps)
+    if not chunk or chunk >= steps:
+        return lax.scan(
+            body, init, (saved, cell.project(params, xs), extra), reverse=True
+        )
+
+    def run_block(state, inp):
+        entering, block, extra_b = inp
+        xw = cell.project(params, block)
+        carries = lax.scan(lambda c, x: (cell.recur(params, c, x)[0], c), entering, xw)[
+            1
+        ]
+        return lax.scan(body, state, (carries, xw, extra_b), reverse=True)
+
+    head, tail = _split_blocks(xs, chunk)
+    extra_head, extra_tail = _split_blocks(extra, chunk)
+    n_blocks = head.shape[0]
+    state = init
+    ys_tail = None
+    if tail is not None:
+        last = jax.tree_util.tree_map(lambda a: a[n_blocks], saved)
+        state, ys_tail = run_block(state, (last, tail, extra_tail))
+    first = jax.tree_util.tree_map(lambda a: a[:n_blocks], saved)
+    state, ys = lax.scan(run_block, state, (first, head, extra_head), reverse=True)
+    ys = _join_blocks(ys)
+    if ys_tail is not None:
+        ys = _append(ys, ys_tail)
+    return state, ys
+
+
+def _split_blocks(xs: Any, chunk: int) -> tuple[Any, Any]:
+    """``xs`` (time on axis 0) as ``(n, chunk, ...)`` blocks and the rest (or None)."""
+    if xs is None:
+        return None, None
+    steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    n = steps // chunk
+    cut = n * chunk
+    head = jax.tree_util.tree_map(lambda a: a[:cut].reshape(n, chunk, *a.shape[1:]), xs)
+    tail = jax.tree_util.tree_map(lambda a: a[cut:], xs) if cut < steps else None
+    return head, tail
+
+
+def _join_blocks(ys: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), ys
+    )
+
+
+def _append(a: Any, b: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)

@@ -34,13 +34,13 @@ def test_saturated_rnn_gradient_matches_float64():
 
     got = jax.jit(lambda p, x: gf.hidden_grad_norms(cell, p, x, loss, log10=True))(
         params, xs
-    )
+    ).log10_norms
     jax.config.update("jax_enable_x64", True)
     try:
         p64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
         want = gf.hidden_grad_norms(
             cell, p64, np.asarray(xs, np.float64), loss, log10=True
-        )
+        ).log10_norms
     finally:
         jax.config.update("jax_enable_x64", False)
     want = np.asarray(want)

@@ -137,11 +137,12 @@ def test_norms_and_singular_values_match_explicit_svd(kind):
             lambda p, x: _certified_norms(
                 cell,
                 p,
-                cell.project(p, x),
+                x,
                 cell.initial_carry((2,)),
                 state_size(cell, x.dtype),
                 min(8, state_size(cell, x.dtype)),
                 2,
+                0,
             )
         )(params, xs)
         assert np.mean(np.asarray(tight)) > 0.5
@@ -168,9 +169,7 @@ def test_power_fallback_stays_a_branch_under_vmap_and_matches_per_seed():
     def tight(p):
         x = xs[:, None]
         size = state_size(cell, x.dtype)
-        run = _certified_norms(
-            cell, p, cell.project(p, x), cell.initial_carry((1,)), size, 8, 2
-        )
+        run = _certified_norms(cell, p, x, cell.initial_carry((1,)), size, 8, 2, 0)
         return run[1]
 
     batched = jax.jit(jax.vmap(norms))(params)

@@ -27,6 +27,7 @@ def test_diagonal_linear_map_gives_sorted_log_diagonal():
     np.testing.assert_allclose(lyap.exponents, np.stack([want, want]), atol=1e-4)
     # The running estimates are exact from the first averaged step on.
     np.testing.assert_allclose(lyap.running[0, 0], want, atol=1e-4)
+    assert np.all(lyap.resolved)
 
 
 def test_scaled_orthogonal_gives_log_rho_everywhere():
@@ -49,6 +50,8 @@ def test_zero_diagonal_entry_is_floored_not_minus_inf():
     np.testing.assert_allclose(lyap.exponents[:2], np.log([2.0, 0.5]), atol=1e-5)
     floor = np.log(np.finfo(np.float32).tiny)
     np.testing.assert_allclose(lyap.exponents[2], floor, rtol=1e-6)
+    # the floored exponent is a bound, not a value
+    np.testing.assert_array_equal(lyap.resolved, [True, True, False])
 
 
 @pytest.mark.parametrize("gain", [0.5, 2.0])
@@ -62,7 +65,7 @@ def test_random_tanh_network(gain):
     xs = jnp.zeros((steps, 1), jnp.float32)
     carry = gf.cells.RNNCarry(0.5 * jax.random.normal(jax.random.key(2), (n,)))
     lyap = jax.jit(
-        lambda p, x, c: gf.lyapunov_spectrum(cell, p, x, c, k=2, warmup=100)
+        lambda p, x, c: gf.lyapunov_spectrum(cell, p, x, k=2, warmup=100, carry=c)
     )(params, xs, carry)
     top = float(lyap.exponents[0])
     assert lyap.exponents[0] >= lyap.exponents[1]
@@ -72,6 +75,90 @@ def test_random_tanh_network(gain):
         assert abs(top - np.log(gain)) < 0.1
     else:
         assert top > 0.1
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_nonlinear_cell_matches_numpy_qr_of_explicit_jacobians(kind):
+    """Benettin by hand: the states by a numpy loop, each step's Jacobian
+    ``∂s_{t+1}/∂s_t`` written out (tanh RNN: ``diag(1 − h²) W``; GRU: by
+    ``jax.jacfwd`` of one step at the numpy state), numpy QR along the
+    trajectory from the same initial frame. A driven nonlinear cell: the
+    Jacobian depends on the state, so a frame that moves with a frozen (or
+    one-step-late) state gives other exponents."""
+    n, d, steps, warmup, k = 5, 2, 150, 20, 4
+    cell = gf.cells.make(kind, n)
+    params = cell.init(jax.random.key(3), d, dtype=jnp.float64)
+    xs = 1.5 * jax.random.normal(jax.random.key(4), (steps, d), jnp.float64)
+    lyap = jax.jit(lambda p, x: gf.lyapunov_spectrum(cell, p, x, k=k, warmup=warmup))(
+        params, xs
+    )
+    frame = np.asarray(jax.random.normal(jax.random.key(0), (n, k), jnp.float64))
+    q = np.linalg.qr(frame)[0]
+    p = {name: np.asarray(v) for name, v in params.items()}
+    x = np.asarray(xs)
+    h = np.zeros(n)
+    logs = []
+
+    def step(s, x_t):
+        return cell.step(params, gf.cells.GRUCarry(s), x_t)[1]
+
+    gru_step, gru_jac = jax.jit(step), jax.jit(jax.jacfwd(step))
+    for t in range(steps):
+        if kind == "rnn":
+            h_next = np.tanh(p["W_ih"] @ x[t] + p["b_ih"] + p["W_hh"] @ h + p["b_hh"])
+            jac = (1.0 - h_next**2)[:, None] * p["W_hh"]
+        else:
+            h_next = np.asarray(gru_step(h, x[t]))
+            jac = np.asarray(gru_jac(h, x[t]))
+        q, r = np.linalg.qr(jac @ q)
+        logs.append(np.log(np.abs(np.diag(r))))
+        h = h_next
+    running = (
+        np.cumsum(logs[warmup:], axis=0) / np.arange(1, steps - warmup + 1)[:, None]
+    )
+    want = np.sort(running, axis=-1)[:, ::-1]
+    np.testing.assert_allclose(lyap.running, want, atol=1e-9)
+    np.testing.assert_allclose(lyap.exponents, want[-1], atol=1e-9)
+    assert np.all(lyap.resolved)
+    assert np.ptp(want[-1]) > 0.1  # distinct exponents: the order is tested
+
+
+def _driven_tanh(scale, dtype):
+    """Issue 10's case: a tanh net (gain 0.9) driven hard by its input."""
+    n, d, steps = 16, 4, 600
+    cell = gf.cells.rnn(n, recurrent_init="gaussian", gain=0.9)
+    params = cell.init(jax.random.key(0), d)
+    xs = scale * jax.random.normal(jax.random.key(1), (steps, d))
+    cast = {k: np.asarray(v, dtype) for k, v in params.items()}
+    return cell, cast, np.asarray(xs, dtype)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0, 4000.0])
+def test_exponents_float32_cannot_resolve_are_marked(scale):
+    """Issue 10: input ×400 gave float32 λ₃, λ₄ = −42.8, −50.3 where float64
+    says −46.8, −58.1, and ×4000 (saturated) −63.8 for −144, as plain numbers.
+
+    Every exponent float32 marks resolved agrees with float64 (to 0.2: close
+    exponents of a finite run differ by a few 0.01 from rounding of the frame
+    alone); every one that does not agree is marked; at ×1 nothing is lost."""
+    cell, p32, x32 = _driven_tanh(scale, np.float32)
+    f32 = jax.jit(lambda p, x: gf.lyapunov_spectrum(cell, p, x))(p32, x32)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        _, p64, x64 = _driven_tanh(scale, np.float64)
+        f64 = jax.jit(lambda p, x: gf.lyapunov_spectrum(cell, p, x))(p64, x64)
+        f64 = jax.tree_util.tree_map(np.asarray, f64)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    ok = np.asarray(f32.resolved)
+    err = np.abs(np.asarray(f32.exponents, np.float64) - f64.exponents)
+    assert np.all(err[ok] < 0.2)
+    if scale == 1.0:
+        assert ok.all()
+    else:
+        assert ok.sum() <= 1  # at most λ₁ (×400); the saturated net loses all
+        assert err[~ok].max() > 5.0
 
 
 def test_single_threaded_lapack_pins_and_restores_openblas():

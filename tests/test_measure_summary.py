@@ -35,6 +35,41 @@ def test_decay_rate_window_and_zero_norms():
     assert float(whole.r2) < 0.9
 
 
+def test_decay_rate_undefined_fit_is_nan():
+    """Issue 10: an all-NaN or all-zero profile reported r2 = 1.0. A fit with
+    fewer than 2 usable steps, or a NaN/+inf inside the window, is NaN."""
+    dist = 19 - np.arange(20)
+    good = np.exp(-0.3 * dist)[:, None]
+    one_nan = good.copy()
+    one_nan[7] = np.nan
+    overflowed = good.copy()
+    overflowed[3] = np.inf
+    single = np.zeros_like(good)
+    single[4] = 1.0
+    profiles = np.concatenate(
+        [np.full_like(good, np.nan), np.zeros_like(good), one_nan, overflowed, single],
+        axis=1,
+    )
+    fit = jax.jit(gf.decay_rate)(jnp.asarray(profiles, jnp.float32))
+    for field in fit:
+        assert np.all(np.isnan(np.asarray(field))), field
+    ok = gf.decay_rate(jnp.asarray(good, jnp.float32))
+    np.testing.assert_allclose(ok.rate, 0.3, rtol=1e-4)
+    np.testing.assert_allclose(ok.r2, 1.0, atol=1e-5)
+
+
+def test_decay_rate_reads_a_grad_norms_record():
+    cell = gf.cells.rnn(5, "linear", bias_init="zeros")
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 5)))[0]
+    params = {**cell.init(jax.random.key(0), 1), "W_hh": jnp.asarray(0.5 * q)}
+    prof = gf.hidden_grad_norms(
+        cell, params, jnp.ones((300, 1)), lambda hs: jnp.sum(hs[-1]), log10=True
+    )
+    fit = gf.decay_rate(prof)  # log space: no underflowed step is lost
+    np.testing.assert_allclose(fit.rate, np.log(2.0), rtol=1e-4)
+    np.testing.assert_allclose(fit.r2, 1.0, atol=1e-5)
+
+
 def test_decay_rate_of_jacobian_norms_and_pascanu_bound():
     """ρQ: measured rate −ln ρ; a tanh RNN decays at least as fast as the bound."""
     rho = 0.8

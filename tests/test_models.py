@@ -192,7 +192,7 @@ def test_measurement_on_model_inputs_closed_form_at_last_step():
 
         return gf.hidden_grad_norms(
             model.cell, p["cell"], model.inputs(p, tok), loss_of_hs
-        )
+        ).norms
 
     got = jax.jit(norms)(params, tokens)
     assert got.shape == (8, 3)

@@ -162,3 +162,69 @@ def test_explicit_carry_continues_a_sequence():
     c_b, h_b = jax.jit(lambda p, x, c: gf.unroll(cell, p, x, c))(params, xs[6:], c_a)
     np.testing.assert_allclose(jnp.concatenate([h_a, h_b]), h_all, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(c_b.c, c_all.c, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("remat", [False, True, 4])
+@pytest.mark.parametrize("kind", ["lstm", "stack"])
+def test_forward_and_reverse_states_visit_the_carry_entering_each_step(kind, remat):
+    """T = 11: no remat, chunks of 4 (√11 → 4, tail 3) and chunks of 4 again.
+
+    Against a Python loop over ``cell.step``: the forward pass's outputs and
+    final carry, the carry ``along`` sees at step t, and the carry the reverse
+    scan hands its body at step t (recomputed per chunk with remat) are all the
+    carry *entering* step t, visited in reverse order.
+    """
+    from gradflow._unroll import forward_states, reverse_states
+
+    cell = (
+        gf.cells.lstm(3)
+        if kind == "lstm"
+        else gf.cells.stack([gf.cells.gru(2), gf.cells.lstm(3)])
+    )
+    params = cell.init(jax.random.key(0), 2)
+    steps = 11
+    xs = jax.random.normal(jax.random.key(1), (steps, 2, 2))
+    carry = cell.initial_carry((2,))
+    entering, hs = [], []
+    c = carry
+    for t in range(steps):
+        entering.append(c)
+        c, h = cell.step(params, c, xs[t])
+        hs.append(h)
+    want = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *entering)
+
+    def along(n, inp):
+        return n + 1, (inp[0], n)
+
+    def backwards(order, inp):
+        c_t, xw_t, x_t = inp
+        xw_want = cell.project(params, x_t)
+        return order + 1, (c_t, order, jnp.max(jnp.abs(xw_t - xw_want)))
+
+    @jax.jit
+    def run(params, xs):
+        fwd = forward_states(cell, params, xs, carry, remat=remat, along=(along, 0))
+        back = reverse_states(
+            cell, params, xs, fwd.saved, backwards, 0, xs, remat=remat
+        )
+        return fwd, back
+
+    fwd, (count, (seen, order, xw_err)) = run(params, xs)
+    np.testing.assert_allclose(fwd.hs, jnp.stack(hs), rtol=1e-6, atol=1e-7)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(fwd.carry), jax.tree_util.tree_leaves(c), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for got in (fwd.along[1][0], seen):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(got),
+            jax.tree_util.tree_leaves(want),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(fwd.along[1][1], np.arange(steps))
+    assert int(count) == steps
+    np.testing.assert_array_equal(order, np.arange(steps)[::-1])
+    assert float(jnp.max(xw_err)) < 1e-6
+    chunks = {False: steps, True: 3, 4: 3}[remat]
+    assert jax.tree_util.tree_leaves(fwd.saved)[0].shape[0] == chunks

@@ -7,7 +7,7 @@ from ._fixed import (
     fixed_points,
     sample_states,
 )
-from ._grad import hidden_grad_norms
+from ._grad import GradNormRangeWarning, GradNorms, hidden_grad_norms
 from ._jacobian import (
     JacobianNorms,
     JacobianSpectrum,
@@ -23,6 +23,8 @@ __all__ = [
     "DecayFit",
     "FixedPointCandidates",
     "FixedPoints",
+    "GradNormRangeWarning",
+    "GradNorms",
     "JacobianNorms",
     "JacobianSpectrum",
     "LyapunovSpectrum",

@@ -9,11 +9,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_int
-from .._unroll import resolve_carry, scan_chunks
+from .._unroll import resolve_carry
 from ..cells import Cell
 
 LN10 = math.log(10.0)
@@ -58,6 +57,11 @@ def state_size(cell: Cell, dtype: Any) -> int:
     return int(ravel_pytree(cell.initial_carry((), dtype))[0].shape[0])
 
 
+def flat(carry: Any) -> jax.Array:
+    """One sequence's carry (any pytree) as a flat state vector ``(S,)``."""
+    return ravel_pytree(carry)[0]
+
+
 def flat_step(
     cell: Cell, params: Any, carry: Any
 ) -> tuple[jax.Array, Callable[[jax.Array, jax.Array], jax.Array]]:
@@ -69,29 +73,24 @@ def flat_step(
 
     def f(s, xw):
         new, _ = cell.recur(params, unravel(s), xw)
-        return ravel_pytree(new)[0]
+        return flat(new)
 
     return s0, f
 
 
-def states_entering(f: Callable, s0: jax.Array, xw: jax.Array) -> jax.Array:
-    """``(T, S)``: the state ``s_t`` entering every step ``t = 0..T-1``."""
-    return lax.scan(lambda s, x: (f(s, x), s), s0, xw)[1]
-
-
-def map_batch(fn: Callable, batch: tuple[int, ...], xw, carry, out_axes):
-    """Run ``fn(xw (T, G), carry)`` for every batch element.
+def map_batch(fn: Callable, batch: tuple[int, ...], xs, carry, out_axes):
+    """Run ``fn(xs (T, D), carry)`` for every batch element.
 
     ``out_axes`` (a pytree of ints like the output) says where the batch axes
     go in each output; they come back as ``batch`` (possibly several axes).
     """
     if not batch:
-        return fn(xw, carry)
+        return fn(xs, carry)
     size = math.prod(batch)
     rank = len(batch)
-    xw = xw.reshape(xw.shape[0], size, *xw.shape[1 + rank :])
+    xs = xs.reshape(xs.shape[0], size, *xs.shape[1 + rank :])
     carry = jax.tree_util.tree_map(lambda a: a.reshape(size, *a.shape[rank:]), carry)
-    out = jax.vmap(fn, in_axes=(1, 0), out_axes=out_axes)(xw, carry)
+    out = jax.vmap(fn, in_axes=(1, 0), out_axes=out_axes)(xs, carry)
     return jax.tree_util.tree_map(
         lambda o, ax: o.reshape(*o.shape[:ax], *batch, *o.shape[ax + 1 :]),
         out,
@@ -110,11 +109,17 @@ def safe_log(x: jax.Array) -> jax.Array:
 
 
 def norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
-    """Euclidean norm that neither underflows nor overflows (scaled by max |x|)."""
+    """Euclidean norm that neither underflows nor overflows (scaled by max |x|).
+
+    NaN anywhere gives NaN and an infinite entry ``inf``: never a finite number
+    for a vector that has none.
+    """
     scale = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    safe = jnp.where(scale > 0, scale, 1.0)
+    ok = jnp.isfinite(scale) & (scale > 0)
+    safe = jnp.where(ok, scale, 1.0)
     out = safe * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
-    out = jnp.where(scale > 0, out, 0.0)
+    # scale is 0 (a zero vector), inf or NaN (max propagates NaN) where not ok
+    out = jnp.where(ok, out, scale)
     if keepdims:
         return out
     return jnp.squeeze(out, axis=axis) if axis is not None else out.reshape(())
@@ -157,16 +162,3 @@ def check_has_h(cell: Cell, carry: Any) -> None:
             "hidden-output measurements need a carry with an `h` field (the "
             f"gradflow cells' carries have one), got {type(inner).__name__}"
         )
-
-
-def scan_remat(body: Callable, carry: Any, xs: Any, chunk: int):
-    """``lax.scan(body, carry, xs)`` whose backward pass recomputes chunks.
-
-    With ``chunk > 0`` only every ``chunk``-th carry is stored for the backward
-    pass (``jax.checkpoint`` per chunk), so memory is ``O(T/chunk + chunk)``.
-    """
-    steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    if not chunk or chunk >= steps:
-        return lax.scan(body, carry, xs)
-    run = jax.checkpoint(lambda c, block: lax.scan(body, c, block))
-    return scan_chunks(run, carry, xs, chunk)

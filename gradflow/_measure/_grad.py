@@ -1,16 +1,17 @@
-"""Per-step gradient norms ``‖∂L/∂h_t‖`` in one backward pass."""
+"""Per-step gradient norms ``‖∂L/∂h_t‖`` in one reverse pass, in log space."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 
-from .._unroll import chunk_length
+from .._unroll import chunk_length, forward_states, reverse_states
 from ..cells import Cell
 from ._common import (
     LN10,
@@ -18,12 +19,38 @@ from ._common import (
     check_loss_fn,
     norm,
     prepare,
-    scan_remat,
     top_h,
     tree_batch_norm,
     tree_scale,
-    with_top_h,
 )
+
+
+class GradNormRangeWarning(RuntimeWarning):
+    """Plain gradient norms left the dtype's range (they read ``inf`` or 0)."""
+
+
+class GradNorms(NamedTuple):
+    """``‖∂L/∂h_t‖`` for every step ``t``.
+
+    Attributes:
+        norms: ``(T, *batch)`` plain norms (``None`` with ``log10=True``):
+            ``inf`` where the norm is above the dtype's largest number, 0
+            where it is below the smallest normal one (counted in
+            ``overflow``/``underflow``), otherwise equal to
+            ``10 ** log10_norms`` to rounding. NaN where the maths met a NaN.
+        log10_norms: ``(T, *batch)`` ``log10 ‖∂L/∂h_t‖``, computed in log
+            space: finite for any ``T`` wherever the norm is nonzero and
+            finite (``-inf`` only for an exact 0, i.e. no path to the loss).
+        overflow: ``(*batch,)`` int32, how many steps' plain norm is ``inf``
+            although its log10 is finite.
+        underflow: ``(*batch,)`` int32, how many steps' plain norm is 0
+            although its log10 is finite.
+    """
+
+    norms: jax.Array | None
+    log10_norms: jax.Array
+    overflow: jax.Array
+    underflow: jax.Array
 
 
 def hidden_grad_norms(
@@ -31,80 +58,74 @@ def hidden_grad_norms(
     params: Any,
     xs: jax.Array,
     loss_fn: Callable[[jax.Array], jax.Array],
-    carry: Any = None,
     *,
+    carry: Any = None,
     log10: bool = False,
     remat: bool | int = False,
-) -> jax.Array:
+) -> GradNorms:
     """``‖∂L/∂h_t‖`` for every step: the total derivative of the loss by ``h_t``.
 
     ``L = loss_fn(hs)`` with ``hs (T, *batch, N)`` the hidden outputs. Entry
     ``t`` includes every path from ``h_t`` to the loss (its own term and all
-    later steps through the carry), per batch element. It costs one backward
-    pass: a zero perturbation is added to each ``h_t`` (output and carry) and
-    ``jax.grad`` is taken with respect to the perturbations; no parameter
-    gradient is formed.
+    later steps through the carry), per batch element. One forward pass and
+    one reverse scan of vector-Jacobian products (no parameter gradient is
+    formed); the reverse scan renormalises the cotangent every step and
+    carries the log of its scale, so the log10 norms stay finite and right
+    for any ``T`` (plain float32 norms underflow after a few hundred steps of
+    vanishing and overflow when exploding).
 
     Args:
-        cell: a :class:`gradflow.cells.Cell` (a stack perturbs its top layer).
+        cell: a :class:`gradflow.cells.Cell` (a stack measures its top layer).
         params: the cell's params.
         xs: ``(T, *batch, input_size)``, time-major.
-        loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar``.
+        loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar``. Indexing ``hs``
+            follows JAX: an index past ``T`` (``hs[100]`` with ``T = 20``) is
+            clamped to the last step without an error, so check it yourself.
         carry: the carry entering step 0; ``None`` means zeros.
-        log10: return ``log10 ‖∂L/∂h_t‖`` computed in log space instead. Plain
-            norms underflow float32 after a few hundred steps of vanishing (or
-            overflow when exploding); this mode runs a reverse scan of
-            vector-Jacobian products that renormalises the cotangent every
-            step and carries the log of its scale, so the result stays finite
-            and right for any ``T``. It costs about one forward pass more.
-        remat: for the default mode, ``True`` or a chunk length checkpoints the
-            forward scan (memory ``O(T/k + k)`` carries instead of ``O(T)``).
+        log10: only log10 norms (``norms`` is ``None``). Otherwise plain norms
+            come too, and a :class:`GradNormRangeWarning` (once per call) says
+            when any left the dtype's range.
+        remat: ``True`` or a chunk length ``k`` (``True``: ``ceil(sqrt(T))``)
+            keeps one carry per chunk and recomputes each chunk's carries in
+            the reverse scan: memory ``O(T/k + k)`` carries besides ``hs``.
 
     Returns:
-        ``(T, *batch)``: the norms (or their log10 with ``log10=True``).
+        A :class:`GradNorms` with ``(T, *batch)`` fields.
 
     Example:
         >>> loss = lambda hs: jnp.sum(hs[-1] ** 2)
-        >>> norms = gf.hidden_grad_norms(cell, params, xs, loss)  # (T, batch)
+        >>> prof = gf.hidden_grad_norms(cell, params, xs, loss)
+        >>> prof.log10_norms        # (T, batch)
     """
     carry, batch = prepare(cell, params, xs, carry)
     check_has_h(cell, carry)
     hs_shape = (xs.shape[0], *batch, cell.hidden_size)
     check_loss_fn(loss_fn, hs_shape, top_h(cell, carry).dtype)
     chunk = chunk_length(remat, xs.shape[0])
+    out = _log10_grad_norms(cell, params, xs, loss_fn, carry, len(batch), chunk)
     if log10:
-        return _log10_grad_norms(cell, params, xs, loss_fn, carry, len(batch))
-    return _grad_norms(cell, params, xs, loss_fn, carry, chunk)
+        return out._replace(norms=None)
+    jax.debug.callback(_warn_range, out.overflow, out.underflow, xs.shape[0])
+    return out
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5))
-def _grad_norms(cell, params, xs, loss_fn, carry, chunk):
-    xw = cell.project(params, xs)
-
-    def loss_of(eps):
-        def body(c, inp):
-            xw_t, e_t = inp
-            c, h = cell.recur(params, c, xw_t)
-            return with_top_h(cell, c, top_h(cell, c) + e_t), h + e_t
-
-        _, hs = scan_remat(body, carry, (xw, eps), chunk)
-        return loss_fn(hs)
-
-    hs_shape = (*xw.shape[:-1], cell.hidden_size)
-    eps = jnp.zeros(hs_shape, top_h(cell, carry).dtype)
-    return norm(jax.grad(loss_of)(eps), axis=-1)
+def _warn_range(overflow: np.ndarray, underflow: np.ndarray, steps: int) -> None:
+    over, under = int(np.sum(overflow)), int(np.sum(underflow))
+    if over or under:
+        total = steps * max(1, np.size(overflow))
+        warnings.warn(
+            f"hidden_grad_norms: {over} of {total} norms overflowed (norms reads "
+            f"inf there) and {under} underflowed (norms reads 0 there); pass "
+            "log10=True (or read .log10_norms) for their values",
+            GradNormRangeWarning,
+            stacklevel=2,
+        )
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5))
-def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank):
-    xw = cell.project(params, xs)
-
-    def forward(c, xw_t):
-        new, h = cell.recur(params, c, xw_t)
-        return new, (c, h)
-
-    _, (entering, hs) = lax.scan(forward, carry, xw)
-    direct = jax.grad(loss_fn)(hs)
+@partial(jax.jit, static_argnums=(0, 3, 5, 6))
+def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank, chunk):
+    fwd = forward_states(cell, params, xs, carry, remat=chunk or False)
+    direct = jax.grad(loss_fn)(fwd.hs)
 
     def log_norm(x):
         return jnp.log(norm(x, axis=-1))
@@ -121,14 +142,16 @@ def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank):
         d_unit = unit(d_t, d_norm)
         log_d = jnp.log(d_norm)
         # Bring both terms to the larger scale so neither exp() can overflow.
+        # Both -inf (no gradient yet): any finite scale; NaN stays NaN.
         top = jnp.maximum(log_scale, log_d)
-        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        top = jnp.where(top == -jnp.inf, 0.0, top)
         w_carry = jnp.exp(log_scale - top)
         w_direct = jnp.exp(log_d - top)
         u = tree_scale(u, w_carry)
         d_scaled = tree_scale(d_unit, w_direct)
         g_t = top_h(cell, u) + d_scaled
         log_g = top + log_norm(g_t)
+        # The step's Jacobian at the carry entering it (c_t, not c_{t+1}).
         _, vjp = jax.vjp(lambda c: cell.recur(params, c, xw_t), c_t)
         (ct,) = vjp((u, d_scaled))
         ct_norm = tree_batch_norm(ct, batch_rank)
@@ -137,7 +160,28 @@ def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank):
         return (u, top + jnp.log(ct_norm)), log_g / LN10
 
     zero = jax.tree_util.tree_map(jnp.zeros_like, carry)
-    batch_shape = direct.shape[1:-1]
-    start = jnp.full(batch_shape, -jnp.inf, direct.dtype)
-    _, out = lax.scan(body, (zero, start), (entering, xw, direct), reverse=True)
-    return out
+    start = jnp.full(direct.shape[1:-1], -jnp.inf, direct.dtype)
+    _, logs = reverse_states(
+        cell,
+        params,
+        xs,
+        fwd.saved,
+        body,
+        (zero, start),
+        direct,
+        remat=chunk or False,
+    )
+    plain, over, under = _plain(logs)
+    return GradNorms(plain, logs, over, under)
+
+
+def _plain(logs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``10 ** logs`` as ``inf``/0 outside the dtype's normal range, and counts."""
+    finfo = jnp.finfo(logs.dtype)
+    plain = jnp.power(jnp.asarray(10.0, logs.dtype), logs)
+    finite = jnp.isfinite(logs)
+    over = finite & jnp.isinf(plain)
+    under = finite & (plain < finfo.tiny)
+    plain = jnp.where(under, 0.0, plain)
+    count = partial(jnp.sum, axis=0, dtype=jnp.int32)
+    return plain, count(over), count(under)

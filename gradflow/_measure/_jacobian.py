@@ -12,17 +12,18 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_choice, check_int
+from .._unroll import chunk_length, forward_states, reverse_states
 from ..cells import Cell
 from ._common import (
     LN10,
     check_k,
+    flat,
     flat_step,
     map_batch,
     norm,
     prepare,
     safe_log,
     state_size,
-    states_entering,
 )
 
 METHODS = ("power", "eigh", "svd")
@@ -60,11 +61,12 @@ def jacobian_norms(
     cell: Cell,
     params: Any,
     xs: jax.Array,
-    carry: Any = None,
     *,
+    carry: Any = None,
     method: str = "power",
     power_iters: int = 2,
     block: int = 8,
+    remat: bool | int = False,
 ) -> JacobianNorms:
     """``log10 ‖∂s_T/∂s_t‖₂``, ``s_t`` the whole carry entering step ``t``.
 
@@ -74,7 +76,9 @@ def jacobian_norms(
     ``M_t = M_{t+1} J_t`` (``J_t = ∂s_{t+1}/∂s_t``, one batched vector-Jacobian
     product per row, never all ``T`` Jacobians at once) as
     ``exp(log_scale) · U_t`` with ``‖U_t‖_F = 1``, so products that leave
-    float32's range come back finite. Memory is ``O(T·S + S²)``.
+    float32's range come back finite. Memory is ``O(T·S + S²)``, or
+    ``O((T/k + k)·S + S²)`` with ``remat`` (the states of each chunk of ``k``
+    steps are recomputed when the reverse scan reaches it).
 
     The spectral norm of each ``U_t``:
 
@@ -102,6 +106,8 @@ def jacobian_norms(
         method: ``"power"``, ``"eigh"`` or ``"svd"``.
         power_iters: subspace iterations per step for ``method="power"``.
         block: subspace size for ``method="power"`` (at most the state size).
+        remat: ``True`` (chunks of ``ceil(sqrt(T))`` steps) or a chunk length:
+            keep one state per chunk instead of all ``T``.
 
     Returns:
         A :class:`JacobianNorms` with ``log10_norms (T, *batch)``.
@@ -115,10 +121,13 @@ def jacobian_norms(
     power_iters = check_int("power_iters", power_iters)
     size = state_size(cell, xs.dtype)
     block = min(check_int("block", block), size)
+    chunk = chunk_length(remat, xs.shape[0])
     if method == "power":
-        out = _power_scan(cell, params, xs, carry, batch, size, block, power_iters)
+        out = _power_scan(
+            cell, params, xs, carry, batch, size, block, power_iters, chunk
+        )
     else:
-        out = _exact_scan(cell, params, xs, carry, batch, size, method)
+        out = _exact_scan(cell, params, xs, carry, batch, size, method, chunk)
     return JacobianNorms(out, _lags(xs.shape[0]))
 
 
@@ -126,8 +135,10 @@ def jacobian_singular_values(
     cell: Cell,
     params: Any,
     xs: jax.Array,
+    *,
     k: int | None = None,
     carry: Any = None,
+    remat: bool | int = False,
 ) -> JacobianSpectrum:
     """The top-``k`` singular values of ``∂s_T/∂s_t`` for every ``t``, in log10.
 
@@ -141,6 +152,7 @@ def jacobian_singular_values(
         k: how many singular values (at most the state size ``S``); ``None``
             means all ``S``.
         carry: the carry entering step 0; ``None`` means zeros.
+        remat: as for :func:`jacobian_norms`.
 
     Returns:
         A :class:`JacobianSpectrum` with ``log10_singular_values (T, *batch, k)``.
@@ -148,40 +160,39 @@ def jacobian_singular_values(
     carry, batch = prepare(cell, params, xs, carry)
     size = state_size(cell, xs.dtype)
     k = size if k is None else check_k(k, size)
-    out = _exact_scan(cell, params, xs, carry, batch, size, k)
+    chunk = chunk_length(remat, xs.shape[0])
+    out = _exact_scan(cell, params, xs, carry, batch, size, k, chunk)
     return JacobianSpectrum(out[..., :k], out[..., k], _lags(xs.shape[0]))
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _exact_scan(cell, params, xs, carry, batch, size, what):
+@partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
+def _exact_scan(cell, params, xs, carry, batch, size, what, chunk):
     """Per batch element; ``what``: ``"svd"``/``"eigh"`` norms or top-``k`` values."""
-    xw = cell.project(params, xs)
     measure = _exact_norm(what) if isinstance(what, str) else _top_values(what, size)
 
-    def single(xw1, carry1):
-        return _reverse_products(cell, params, xw1, carry1, size, (measure, None))
+    def single(xs1, carry1):
+        return _reverse_products(cell, params, xs1, carry1, size, measure, chunk)
 
-    return map_batch(single, batch, xw, carry, 1)
+    return map_batch(single, batch, xs, carry, 1)
 
 
-@partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
-def _power_scan(cell, params, xs, carry, batch, size, block, iters):
-    xw = cell.project(params, xs)
+@partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
+def _power_scan(cell, params, xs, carry, batch, size, block, iters, chunk):
     flat = math.prod(batch)
-    xw = xw.reshape(xw.shape[0], flat, *xw.shape[1 + len(batch) :])
+    xs = xs.reshape(xs.shape[0], flat, *xs.shape[1 + len(batch) :])
     carry = jax.tree_util.tree_map(
         lambda a: a.reshape(flat, *a.shape[len(batch) :]), carry
     )
-    out, _ = _certified_norms(cell, params, xw, carry, size, block, iters)
+    out, _ = _certified_norms(cell, params, xs, carry, size, block, iters, chunk)
     return out.reshape(out.shape[0], *batch)
 
 
 def _top_values(k: int, size: int):
-    def values(u, state):
+    def values(u):
         eps = jnp.finfo(u.dtype).eps
         sv = jnp.linalg.svd(u, compute_uv=False)
         floor = safe_log(sv[0] * (size * eps))
-        return jnp.concatenate([safe_log(sv[:k]), floor[None]]), state
+        return jnp.concatenate([safe_log(sv[:k]), floor[None]])
 
     return values
 
@@ -192,10 +203,10 @@ def _lags(steps: int) -> jax.Array:
 
 def _exact_norm(method: str):
     if method == "svd":
-        return lambda u, state: (safe_log(jnp.linalg.norm(u, 2)), state)
+        return lambda u: safe_log(jnp.linalg.norm(u, 2))
 
-    def top_eig(u, state):
-        return 0.5 * safe_log(jnp.linalg.eigvalsh(u @ u.T)[-1]), state
+    def top_eig(u):
+        return 0.5 * safe_log(jnp.linalg.eigvalsh(u @ u.T)[-1])
 
     return top_eig
 
@@ -204,29 +215,24 @@ def _exact_norm(method: str):
 _CERTIFY = 10.0 ** (2 * 5e-4)
 
 
-def _certified_norms(cell, params, xw, carry, size, block, iters):
+def _certified_norms(cell, params, xs, carry, size, block, iters, chunk):
     """Batched reverse scan: bracketed subspace iteration, exact where loose.
 
-    ``xw (T, B, G)``, ``carry`` leaves ``(B, ...)``; returns ``(T, B)``.
+    ``xs (T, B, D)``, ``carry`` leaves ``(B, ...)``; returns ``(T, B)``.
     The fallback is a ``lax.cond`` on one scalar for the whole batch, so it
     is really skipped, also under ``vmap`` (see :func:`_top_or_exact`).
     Also returns ``(T,)``: True where the bracket was tight (no fallback).
     """
 
-    def setup(carry1):
-        s0, f = flat_step(cell, params, carry1)
-        return s0, f
-
-    s0 = jax.vmap(lambda c: setup(c)[0])(carry)
-    step = setup(jax.tree_util.tree_map(lambda a: a[0], carry))[1]
-    states = jax.vmap(
-        lambda s, x: states_entering(step, s, x), in_axes=(0, 1), out_axes=1
-    )(s0, xw)
+    remat = chunk or False
+    s0, step = flat_step(cell, params, jax.tree_util.tree_map(lambda a: a[0], carry))
+    fwd = forward_states(cell, params, xs, carry, remat=remat)
     dtype = s0.dtype
-    batch = s0.shape[0]
+    batch = xs.shape[1]
 
-    def advance(u, s_t, xw_t):
-        _, vjp = jax.vjp(lambda s: step(s, xw_t), s_t)
+    def advance(u, c_t, xw_t):
+        # the step's Jacobian at the state entering it
+        _, vjp = jax.vjp(lambda s: step(s, xw_t), flat(c_t))
         prod = jax.vmap(lambda row: vjp(row)[0])(u)
         scale = norm(prod)
         return prod / jnp.where(scale > 0, scale, 1.0), jnp.log(scale)
@@ -241,8 +247,8 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
 
     def body(state, inp):
         u, log_scale, v = state
-        s_t, xw_t = inp
-        u, log_step = jax.vmap(advance)(u, s_t, xw_t)
+        c_t, xw_t, _ = inp
+        u, log_step = jax.vmap(advance)(u, c_t, xw_t)
         log_scale = log_scale + log_step
         lower, upper, v_new = jax.vmap(bracket)(u, v)
         tight = jnp.all(upper <= lower * _CERTIFY)
@@ -257,7 +263,7 @@ def _certified_norms(cell, params, xw, carry, size, block, iters):
         jnp.full((batch,), 0.5 * np.log(size), dtype),
         jnp.broadcast_to(v0, (batch, size, block)),
     )
-    _, out = lax.scan(body, start, (states, xw), reverse=True)
+    _, out = reverse_states(cell, params, xs, fwd.saved, body, start, remat=remat)
     return out
 
 
@@ -294,26 +300,29 @@ def _top_or_exact_vmap(axis_size, in_batched, tight, lower, u):
     return top, True
 
 
-def _reverse_products(cell, params, xw, carry, size, norm_fn):
-    """Scan ``M_t = M_{t+1} J_t`` backwards; emit ``norm_fn`` of each ``M_t``."""
-    measure, aux = norm_fn
+def _reverse_products(cell, params, xs, carry, size, measure, chunk):
+    """Scan ``M_t = M_{t+1} J_t`` backwards; emit ``measure`` of each ``M_t``.
+
+    One sequence: ``xs (T, D)``, an unbatched ``carry``.
+    """
+    remat = chunk or False
     s0, f = flat_step(cell, params, carry)
-    states = states_entering(f, s0, xw)
+    fwd = forward_states(cell, params, xs, carry, remat=remat)
     dtype = s0.dtype
     eye = jnp.eye(size, dtype=dtype)
 
     def body(state, inp):
-        u, log_scale, extra = state
-        s_t, xw_t = inp
-        _, vjp = jax.vjp(lambda s: f(s, xw_t), s_t)
+        u, log_scale = state
+        c_t, xw_t, _ = inp
+        # the step's Jacobian at the state entering it
+        _, vjp = jax.vjp(lambda s: f(s, xw_t), flat(c_t))
         # Row i of M_{t+1} J_t is J_tᵀ m_i: one vector-Jacobian product per row.
         prod = jax.vmap(lambda row: vjp(row)[0])(u)
         scale = norm(prod)
         u = prod / jnp.where(scale > 0, scale, 1.0)
         log_scale = log_scale + jnp.log(scale)
-        log_n, extra = measure(u, extra)
-        return (u, log_scale, extra), (log_scale + log_n) / LN10
+        return (u, log_scale), (log_scale + measure(u)) / LN10
 
-    start = (eye / jnp.sqrt(size), jnp.asarray(0.5 * np.log(size), dtype), aux)
-    _, out = lax.scan(body, start, (states, xw), reverse=True)
+    start = (eye / jnp.sqrt(size), jnp.asarray(0.5 * np.log(size), dtype))
+    _, out = reverse_states(cell, params, xs, fwd.saved, body, start, remat=remat)
     return out

@@ -7,11 +7,19 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from .._checks import check_int
+from .._unroll import forward_states
 from ..cells import Cell
-from ._common import check_k, flat_step, map_batch, prepare, safe_log, state_size
+from ._common import (
+    check_k,
+    flat,
+    flat_step,
+    map_batch,
+    prepare,
+    safe_log,
+    state_size,
+)
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -21,20 +29,29 @@ class LyapunovSpectrum(NamedTuple):
         exponents: ``(*batch, k)``, descending.
         running: ``(T − warmup, *batch, k)``: the estimate after each step
             past the warm-up, each row descending (for convergence plots).
+        resolved: ``(*batch, k)`` bool, aligned with ``exponents``: False
+            where the working precision cannot resolve the exponent, i.e. at
+            some averaged step its ``|R_ii|`` lay below the rounding floor
+            ``S · eps · max_j |R_jj|`` (further below the leading direction
+            than the dtype resolves) or was floored at the smallest normal
+            number. Such an exponent is an upper bound (the true one is lower:
+            float32 reads −42.8 for a float64 −46.8); rerun in float64 or
+            read it as a bound.
     """
 
     exponents: jax.Array
     running: jax.Array
+    resolved: jax.Array
 
 
 def lyapunov_spectrum(
     cell: Cell,
     params: Any,
     xs: jax.Array,
-    carry: Any = None,
+    *,
     k: int | None = None,
     warmup: int | None = None,
-    *,
+    carry: Any = None,
     key: jax.Array | None = None,
 ) -> LyapunovSpectrum:
     """The top-``k`` Lyapunov exponents of ``s_{t+1} = f(s_t, x_t)``.
@@ -43,7 +60,9 @@ def lyapunov_spectrum(
     the Jacobian of every step (``k`` Jacobian-vector products, no Jacobian
     is formed) and re-orthonormalised by QR; the exponents are the averages of
     ``log |diag R|``. A diagonal entry of ``R`` that is exactly 0 is floored
-    at the dtype's smallest normal number, so no estimate is ``-inf``. The
+    at the dtype's smallest normal number, so no estimate is ``-inf``; such an
+    exponent, and one further below the leading one than the precision
+    resolves, is marked in ``resolved`` (an upper bound, not a value). The
     first ``warmup`` steps align the frame and are not averaged.
 
     Args:
@@ -51,9 +70,9 @@ def lyapunov_spectrum(
         params: its params.
         xs: ``(T, *batch, input_size)``: the inputs driving the dynamics
             (zeros for the autonomous map).
-        carry: the carry entering step 0; ``None`` means zeros.
         k: how many exponents (at most the state size ``S``); ``None`` = all.
         warmup: steps discarded before averaging; ``None`` means ``T // 10``.
+        carry: the carry entering step 0; ``None`` means zeros.
         key: a ``jax.random`` key for the initial orthonormal frame; ``None``
             uses a fixed frame (``jax.random.key(0)``), so results repeat.
 
@@ -85,23 +104,31 @@ def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
     dtype = jax.tree_util.tree_leaves(carry)[0].dtype
     # k Haar-random orthonormal columns.
     frame = jnp.linalg.qr(jax.random.normal(key, (size, k), dtype))[0]
-    xw = cell.project(params, xs)
 
-    def single(xw1, carry1):
-        s0, f = flat_step(cell, params, carry1)
+    def single(xs1, carry1):
+        _, f = flat_step(cell, params, carry1)
 
-        def body(state, xw_t):
-            s, q = state
-            s_next, lin = jax.linearize(lambda z: f(z, xw_t), s)
+        def body(q, inp):
+            c_t, xw_t = inp
+            # the tangent frame moves with the step's Jacobian at the state
+            # entering it; the state itself advances in the shared forward scan
+            _, lin = jax.linearize(lambda z: f(z, xw_t), flat(c_t))
             y = jax.vmap(lin, in_axes=1, out_axes=1)(q)
             q, r = jnp.linalg.qr(y)
-            return (s_next, q), safe_log(jnp.abs(jnp.diagonal(r)))
+            diag = jnp.abs(jnp.diagonal(r))
+            # Below eps · ‖J‖ (|R_11| estimates it) a diagonal is rounding
+            # noise; at or below tiny it was floored: either way not resolved.
+            floor = size * jnp.finfo(dtype).eps * jnp.max(diag)
+            lost = (diag < floor) | (diag <= jnp.finfo(dtype).tiny)
+            return q, (safe_log(diag), lost)
 
-        _, logs = lax.scan(body, (s0, frame), xw1)
-        logs = logs[warmup:]
+        fwd = forward_states(cell, params, xs1, carry1, along=(body, frame))
+        logs, lost = (a[warmup:] for a in fwd.along[1])
         count = jnp.arange(1, logs.shape[0] + 1, dtype=logs.dtype)
         running = jnp.cumsum(logs, axis=0) / count[:, None]
+        order = jnp.argsort(-running[-1])
+        resolved = ~jnp.any(lost, axis=0)[order]
         running = -jnp.sort(-running, axis=-1)
-        return LyapunovSpectrum(running[-1], running)
+        return LyapunovSpectrum(running[-1], running, resolved)
 
-    return map_batch(single, batch, xw, carry, LyapunovSpectrum(0, 1))
+    return map_batch(single, batch, xs, carry, LyapunovSpectrum(0, 1, 0))

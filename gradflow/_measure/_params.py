@@ -8,8 +8,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
+from .._unroll import chunk_length, forward_states, reverse_states, unroll
 from ..cells import Cell
 from ._common import check_loss_fn, norm, prepare
 
@@ -42,9 +42,10 @@ def param_grad_by_step(
     params: Any,
     xs: jax.Array,
     loss_fn: Callable[[jax.Array], jax.Array],
-    carry: Any = None,
     *,
+    carry: Any = None,
     contributions: bool = False,
+    remat: bool | int = False,
 ) -> ParamGradByStep:
     """Split the gradient of every parameter into one term per time step.
 
@@ -59,10 +60,13 @@ def param_grad_by_step(
         cell: a :class:`gradflow.cells.Cell`.
         params: its params.
         xs: ``(T, *batch, input_size)``; the batch is summed (as the loss is).
-        loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar``.
+        loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar`` (an index past
+            ``T`` is clamped by JAX, see :func:`gradflow.hidden_grad_norms`).
         carry: the carry entering step 0; ``None`` means zeros.
         contributions: also return every ``C_t`` (``T`` times the params'
             memory).
+        remat: ``True`` or a chunk length: keep one carry per chunk and
+            recompute the rest, in the reverse scan and in the gradient.
 
     Returns:
         A :class:`ParamGradByStep`.
@@ -74,34 +78,32 @@ def param_grad_by_step(
     carry, batch = prepare(cell, params, xs, carry)
     hs_shape = (xs.shape[0], *batch, cell.hidden_size)
     check_loss_fn(loss_fn, hs_shape, xs.dtype)
-    return _by_step(cell, params, xs, loss_fn, carry, contributions)
+    chunk = chunk_length(remat, xs.shape[0])
+    return _by_step(cell, params, xs, loss_fn, carry, contributions, chunk)
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5))
-def _by_step(cell, params, xs, loss_fn, carry, contributions):
-    def forward(c, x_t):
-        new, h = cell.step(params, c, x_t)
-        return new, (c, h)
-
-    _, (entering, hs) = lax.scan(forward, carry, xs)
-    direct = jax.grad(loss_fn)(hs)
+@partial(jax.jit, static_argnums=(0, 3, 5, 6))
+def _by_step(cell, params, xs, loss_fn, carry, contributions, chunk):
+    remat = chunk or False
+    fwd = forward_states(cell, params, xs, carry, remat=remat)
+    direct = jax.grad(loss_fn)(fwd.hs)
 
     def total_loss(p):
-        return loss_fn(lax.scan(lambda c, x: cell.step(p, c, x), carry, xs)[1])
+        return loss_fn(unroll(cell, p, xs, carry, remat=remat)[1])
 
     total = jax.grad(total_loss)(params)
     total_sq = jax.tree_util.tree_map(lambda g: jnp.sum(jnp.square(g)), total)
 
     def body(state, inp):
         ct_carry, acc = state
-        c_t, x_t, d_t = inp
+        c_t, _, (x_t, d_t) = inp
         _, vjp = jax.vjp(lambda p, c: cell.step(p, c, x_t), params, c_t)
         ct_p, ct_carry = vjp((ct_carry, d_t))
         acc = jax.tree_util.tree_map(jnp.add, acc, ct_p)
         out = (
             jax.tree_util.tree_map(norm, ct_p),
             jax.tree_util.tree_map(
-                lambda c, g, sq: jnp.vdot(c, g) / jnp.where(sq > 0, sq, 1.0),
+                lambda c, g, sq: jnp.vdot(c, g) / jnp.where(sq == 0, 1.0, sq),
                 ct_p,
                 total,
                 total_sq,
@@ -112,13 +114,21 @@ def _by_step(cell, params, xs, loss_fn, carry, contributions):
 
     zeros_c = jax.tree_util.tree_map(jnp.zeros_like, carry)
     zeros_p = jax.tree_util.tree_map(jnp.zeros_like, params)
-    (_, grad), (norms, alignment, per_step) = lax.scan(
-        body, (zeros_c, zeros_p), (entering, xs, direct), reverse=True
+    (_, grad), (norms, alignment, per_step) = reverse_states(
+        cell,
+        params,
+        xs,
+        fwd.saved,
+        body,
+        (zeros_c, zeros_p),
+        (xs, direct),
+        remat=remat,
     )
 
     def share(n):
         s = jnp.sum(n)
-        return n / jnp.where(s > 0, s, 1.0)
+        # NaN stays NaN (a NaN gradient has no shares)
+        return n / jnp.where(s == 0, 1.0, s)
 
     return ParamGradByStep(
         norms=norms,

@@ -13,6 +13,7 @@ import numpy as np
 from .._checks import check_choice, check_int
 from .._decay import fit_line
 from ..cells import Cell
+from ._grad import GradNorms
 from ._jacobian import JacobianNorms
 
 # max |act'|: the γ of Pascanu, Mikolov & Bengio (2013).
@@ -30,6 +31,10 @@ class DecayFit(NamedTuple):
             halves.
         r2: ``(*batch,)`` coefficient of determination of the fit (1 = a
             perfect exponential).
+
+    Every field is NaN where the fit is undefined (fewer than 2 usable
+    steps, e.g. an all-zero or all-NaN profile) or the profile holds a NaN
+    or ``+inf`` in the fitted window (NaN in, NaN out).
         intercept: ``(*batch,)`` fitted ``ln ‖g‖`` at distance 0 (the last
             entry).
     """
@@ -77,14 +82,15 @@ def decay_rate(
     """Fit ``ln ‖g_t‖ ≈ a − rate · (distance back in time)`` by least squares.
 
     Args:
-        norms: ``(T, *batch)`` per-step norms from
-            :func:`gradflow.hidden_grad_norms` (step ``t`` is ``T − 1 − t``
-            steps back), their log10 (``log10=True``), or a
-            :class:`JacobianNorms` record (already log10).
+        norms: a :class:`GradNorms` record from
+            :func:`gradflow.hidden_grad_norms` (its log10 norms are fitted; step
+            ``t`` is ``T − 1 − t`` steps back), a :class:`JacobianNorms` record,
+            or a ``(T, *batch)`` array of norms (or of their log10, with
+            ``log10=True``).
         log10: ``norms`` holds log10 values.
         start, stop: fit only steps ``t`` in ``[start, stop)`` (e.g. skip
-            the first steps' transient). Non-finite entries (a norm of exactly
-            0) are left out of the fit.
+            the first steps' transient). A norm of exactly 0 (log ``-inf``)
+            is left out of the fit.
 
     Returns:
         A :class:`DecayFit` with fields ``(*batch,)``.
@@ -93,14 +99,14 @@ def decay_rate(
         >>> fit = gf.decay_rate(gf.hidden_grad_norms(cell, params, xs, loss))
         >>> fit.rate, fit.half_life
     """
-    if isinstance(norms, JacobianNorms):
+    if isinstance(norms, JacobianNorms | GradNorms):
         values, log10 = norms.log10_norms, True
     else:
         values = norms
     if getattr(values, "ndim", 0) < 1:
         raise TypeError(
-            "norms must be an array (T, *batch) or a JacobianNorms record, "
-            f"got {type(norms).__name__}"
+            "norms must be an array (T, *batch) or a GradNorms or JacobianNorms "
+            f"record, got {type(norms).__name__}"
         )
     steps = values.shape[0]
     start = check_int("start", start, minimum=0)
@@ -123,8 +129,11 @@ def _fit(values, log10, start, stop):
     dist = (steps - 1 - jnp.arange(start, stop)).astype(logs.dtype)
     dist = jnp.broadcast_to(dist.reshape(-1, *(1,) * (logs.ndim - 1)), logs.shape)
     # The same formula as the figures' legends (gradflow.plots.fit_decay).
-    rate, half_life, r2, intercept = fit_line(jnp, logs, dist)
-    return DecayFit(rate, half_life, r2, intercept)
+    # -inf (an exact 0: no gradient path) is left out there; a NaN or +inf (an
+    # overflowed plain norm) would make any fitted number wrong: NaN in, NaN out.
+    poison = jnp.any(jnp.isnan(logs) | (logs == jnp.inf), axis=0)
+    fit = fit_line(jnp, logs, dist)
+    return DecayFit(*(jnp.where(poison, jnp.nan, f) for f in fit))
 
 
 def vanishing_bound(

@@ -41,8 +41,8 @@ def grad_norm_profile(
         log10_norms: ``label -> (seeds, T)`` (or ``(T,)``) arrays of
             ``log10 ‖∂L/∂h_t‖`` for t = 0..T−1, or one such array. Any other
             layout works with ``time_axis``: every other axis counts as seeds.
-            ``gf.hidden_grad_norms(...)`` gives ``(T, *batch)``: pass
-            ``time_axis=0`` (and ``log10=False`` unless it was asked for log10).
+            ``gf.hidden_grad_norms(...).log10_norms`` is ``(T, *batch)``: pass
+            ``time_axis=0`` (and ``log10=False`` for its plain ``.norms``).
         lags: ``label ->`` or one ``(T,)`` array of distances back in time for
             entry t; default ``T − 1 − t`` (0 for the last step, whose loss term
             is nearest). Jacobian norms ``log10‖∂s_T/∂s_t‖`` span ``T − t``.

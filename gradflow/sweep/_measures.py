@@ -44,7 +44,8 @@ def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]
 def grad_norms(ctx: PointContext, params, xs, u):
     loss_fn = make_loss(ctx.options["loss"], u)
     # Log space: plain norms underflow float32 within a few hundred steps.
-    log10 = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
+    prof = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
+    log10 = prof.log10_norms
     fit = gf.decay_rate(log10, log10=True)
     metrics = {
         "log10_grad_norm_step0": log10[0],

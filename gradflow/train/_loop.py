@@ -245,7 +245,9 @@ def _prepare(
             # per-example loss: the batch mean times the batch size
             return task.loss(net.head(params, hs), batch) * profile_batch_size
 
-        logs = hidden_grad_norms(net.cell, params["cell"], xs, loss_of_hs, log10=True)
+        logs = hidden_grad_norms(
+            net.cell, params["cell"], xs, loss_of_hs, log10=True
+        ).log10_norms
         # log10(0) = -inf only where the maths is exactly 0 (no path to the loss)
         logs = jnp.where(jnp.isfinite(logs), logs, jnp.nan)
         return jnp.mean(logs, axis=tuple(range(1, logs.ndim)))
