@@ -160,12 +160,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def _cmd_figures(args: argparse.Namespace) -> int:
     from gradflow import sweep
+    from gradflow._experiments import shipped_dir
 
-    configs = sorted(Path(args.experiments).glob("*.toml"))
+    folder = Path(args.experiments or shipped_dir() or "experiments")
+    configs = sorted(folder.glob("*.toml"))
     if args.only:
         configs = [c for c in configs if c.stem in args.only]
     if not configs:
-        raise _Failure(f"no experiments (*.toml) found in {args.experiments}")
+        raise _Failure(f"no experiments (*.toml) found in {folder}")
     loaded = [sweep.load_config(c) for c in configs]  # all checked before any runs
     for path, config in zip(configs, loaded, strict=True):
         name = config["experiment"]["name"]
@@ -318,9 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--experiments",
-        default="experiments",
         metavar="DIR",
-        help="folder of experiment TOML files (default: %(default)s)",
+        help="folder of experiment TOML files (default: the shipped experiments, "
+        "experiments/ in a clone)",
     )
     p.add_argument(
         "--out",
