@@ -6,7 +6,9 @@ should catch it. For every mutant this script copies the repository into a
 temporary folder, applies that one change, and runs ``pytest -x`` on those test
 files there. A failing run means the mutant was *caught*; a passing run means
 it *survived* (a blind spot in the tests). A snippet that no longer occurs
-exactly once is *stale*: the code moved on and the entry needs updating.
+exactly once is *stale*: the code moved on and the entry needs updating. A run
+that ends in anything but test failures (a collection error, say) is an *error*,
+not a catch.
 
 Usage::
 
@@ -78,7 +80,7 @@ def _pytest(where: Path, tests: list[str], timeout: float) -> tuple[int, str]:
 
 
 def run_mutant(entry: dict, clean: Path, timeout: float) -> tuple[str, str]:
-    """``(verdict, detail)``: verdict is caught, survived, stale or invalid."""
+    """``(verdict, detail)``: caught, survived, stale, invalid or error."""
     source = (clean / entry["file"]).read_text()
     if source.count(entry["find"]) != 1:
         return "stale", f"snippet found {source.count(entry['find'])} times"
@@ -99,6 +101,9 @@ def run_mutant(entry: dict, clean: Path, timeout: float) -> tuple[str, str]:
         return "survived", last
     if code == -1:
         return "caught", "tests timed out (counted as caught: the run did not pass)"
+    if code != 1:
+        # pytest: 2 interrupted or collection error, 3 internal, 4 usage, 5 no tests
+        return "error", f"pytest exit {code}, not a test failure: {last}"
     return "caught", last
 
 
@@ -140,12 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.setdefault(verdict, []).append(e["name"])
             took = time.perf_counter() - t0
             print(f"{verdict:>8}  {e['name']}  [{took:.0f} s]  {detail}", flush=True)
-    counts = ", ".join(
-        f"{len(verdicts.get(v, []))} {v}"
-        for v in ("caught", "survived", "stale", "invalid")
-    )
+    kinds = ("caught", "survived", "stale", "invalid", "error")
+    counts = ", ".join(f"{len(verdicts.get(v, []))} {v}" for v in kinds)
     print(f"\n{len(entries)} mutants: {counts}")
-    for v in ("survived", "stale", "invalid"):
+    for v in kinds[1:]:
         if verdicts.get(v):
             print(f"{v}: {', '.join(verdicts[v])}")
     return 0 if len(verdicts.get("caught", [])) == len(entries) else 1
