@@ -118,6 +118,11 @@ def chunk_length(remat: bool | int, steps: int) -> int:
 
 
 def _scan(cell: Cell, params, xs, carry):
+    if cell.sequence is not None:
+        # the cell's fused recurrence: its backward pass keeps the weight
+        # gradient out of the reverse loop (see gradflow/cells/_fused.py)
+        return cell.sequence(params, carry, cell.project(params, xs))
+
     # For the backward pass keep only the step's matrix product and recompute
     # the elementwise gate math: storing every gate activation per step costs
     # more memory traffic than recomputing it (LSTM fwd+bwd ~1.6x faster on

@@ -23,8 +23,13 @@ def tanh(x: jax.Array) -> jax.Array:
     return lax.tanh(x)
 
 
+def sech2(x: jax.Array) -> jax.Array:
+    """``tanh'(x) = sech²(x) = 4e / (1 + e)²``, ``e = exp(−2|x|)``: no cancellation."""
+    e = jnp.exp(-2.0 * jnp.abs(x))
+    return 4.0 * e / jnp.square(1.0 + e)
+
+
 @tanh.defjvp
 def _tanh_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    e = jnp.exp(-2.0 * jnp.abs(x))
-    return lax.tanh(x), dx * (4.0 * e / jnp.square(1.0 + e))
+    return lax.tanh(x), dx * sech2(x)

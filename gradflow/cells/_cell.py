@@ -41,6 +41,11 @@ class Cell(NamedTuple):
             ``h`` (``None``: ``h`` is not in the carry), given one example's
             carry and input (see :func:`gradflow.cells.output_leaf`); ``None``
             for the built-in kinds, whose carries name it ``h``.
+        sequence: ``None``, or ``sequence(params, carry, xw (T, *batch, G*N)) ->
+            (carry, hs)``: the same recurrence as ``lax.scan`` of ``recur`` over
+            all steps, with a hand-written reverse-mode rule (the LSTM's and
+            GRU's fused backward pass). :func:`gradflow.unroll` uses it; the
+            per-step functions stay differentiable in both modes.
 
     ``step(params, carry, x) = recur(params, carry, project(params, x))`` is the
     function ``lax.scan`` wants once ``params`` is bound.
@@ -56,6 +61,9 @@ class Cell(NamedTuple):
     layers: tuple[Cell, ...] = ()
     name: str = ""
     locate_h: Callable[[Params, Carry, jax.Array], int | None] | None = None
+    sequence: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]] | None = (
+        None
+    )
 
     def step(self, params: Params, carry: Carry, x: jax.Array):
         """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from .._checks import check_int
-from ._activations import tanh
 from ._cell import (
     Cell,
     add_bias,
@@ -18,6 +16,7 @@ from ._cell import (
     weight_input_size,
     zero_carry,
 )
+from ._fused import gru_gates, gru_sequence
 from ._init import Initializer
 
 
@@ -32,28 +31,26 @@ def gru(
     input_init: str | Initializer = "torch",
     bias_init: str = "torch",
     gain: float = 1.0,
+    fused: bool = True,
 ) -> Cell:
     """A GRU cell with the weights and outputs of ``torch.nn.GRU``.
 
     ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``, ``h' = (1 − z) ⊙ n + z ⊙ h``.
-    Arguments as for :func:`gradflow.cells.rnn`.
+    Arguments as for :func:`gradflow.cells.rnn`, and ``fused`` as for
+    :func:`gradflow.cells.lstm`.
     """
     check_int("hidden_size", hidden_size)
-    n = hidden_size
 
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"])
 
     def core(params, carry, xw, hh):
-        gh = add_bias(hh, params["b_hh"])
-        # both sigmoids as one tanh over the contiguous (r, z) block: on CPU one
-        # transcendental over a whole block vectorises far better than one per
-        # gate slice (sigmoid(a) = (1 + tanh(a/2)) / 2; see the LSTM)
-        rz = 0.5 + 0.5 * tanh(0.5 * (xw[..., : 2 * n] + gh[..., : 2 * n]))
-        r, z = jnp.split(rz, 2, axis=-1)
-        new = tanh(xw[..., 2 * n :] + r * gh[..., 2 * n :])
-        h = (1.0 - z) * new + z * carry.h
+        h = gru_gates(carry.h, xw, add_bias(hh, params["b_hh"]))[0]
         return GRUCarry(h), h
+
+    def sequence(params, carry, xw):
+        h, hs = gru_sequence(params["W_hh"], params["b_hh"], carry.h, xw)
+        return GRUCarry(h), hs
 
     return Cell(
         kind="gru",
@@ -70,4 +67,5 @@ def gru(
         project=project,
         recur=recur_from_core(core),
         input_size=weight_input_size,
+        sequence=sequence if fused else None,
     )

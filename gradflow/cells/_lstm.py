@@ -17,6 +17,7 @@ from ._cell import (
     weight_input_size,
     zero_carry,
 )
+from ._fused import lstm_gates, lstm_sequence
 from ._init import Initializer
 
 
@@ -34,6 +35,7 @@ def lstm(
     gain: float = 1.0,
     forget_bias: float | None = None,
     chrono_tmax: float | None = None,
+    fused: bool = True,
 ) -> Cell:
     """An LSTM cell with the weights and outputs of ``torch.nn.LSTM``.
 
@@ -48,6 +50,11 @@ def lstm(
             this constant (Gers et al. 2000; Jozefowicz et al. 2015 use 1).
         chrono_tmax: if set, chrono initialisation (Tallec & Ollivier 2018):
             ``b_f = log(U(1, T_max − 1))``, ``b_i = −b_f``.
+        fused: :func:`gradflow.unroll` runs the whole sequence with a
+            hand-written backward pass (the weight gradient as one product
+            after the reverse loop; faster, same numbers). It has no
+            forward-mode rule: pass ``False`` to ``jax.jvp`` through ``unroll``.
+            Measurements differentiate the per-step ``recur`` either way.
     """
     check_int("hidden_size", hidden_size)
     if forget_bias is not None and chrono_tmax is not None:
@@ -75,21 +82,14 @@ def lstm(
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"] + params["b_hh"])
 
-    # sigmoid(a) = (1 + tanh(a/2)) / 2, so one tanh over all four gates does
-    # every nonlinearity but tanh(c): on CPU, one transcendental over the whole
-    # (*batch, 4N) block vectorises far better than four over its slices
-    # (the step's elementwise part runs ~4× faster; see benchmarks/README.md).
-    half = jnp.full((n,), 0.5)
-    gate_scale = jnp.concatenate([half, half, jnp.ones((n,)), half])
-
     def core(params, carry, xw, hh):
-        gates = xw + hh
-        t = tanh(gates * jnp.broadcast_to(gate_scale.astype(gates.dtype), gates.shape))
-        t_i, t_f, g, t_o = jnp.split(t, 4, axis=-1)
-        i, f, o = 0.5 + 0.5 * t_i, 0.5 + 0.5 * t_f, 0.5 + 0.5 * t_o
-        c = f * carry.c + i * g
+        *_, o, c = lstm_gates(carry.c, xw + hh)
         h = o * tanh(c)
         return LSTMCarry(h, c), h
+
+    def sequence(params, carry, xw):
+        (h, c), hs = lstm_sequence(params["W_hh"], carry.h, carry.c, xw)
+        return LSTMCarry(h, c), hs
 
     return Cell(
         kind="lstm",
@@ -107,4 +107,5 @@ def lstm(
         project=project,
         recur=recur_from_core(core),
         input_size=weight_input_size,
+        sequence=sequence if fused else None,
     )
