@@ -52,6 +52,7 @@ _FUNCTIONS = {
     "lyapunov_spectrum": "gradflow._measure",
     "decay_rate": "gradflow._measure",
     "fixed_points": "gradflow._measure",
+    "memory_horizon": "gradflow._measure",
     "fixed_point_candidates": "gradflow._measure",
     "sample_states": "gradflow._measure",
     "vanishing_bound": "gradflow._measure",

@@ -100,6 +100,7 @@ MEASUREMENTS: dict[str, Measurement] = {
             "decay_rate": "decay rate (nats / step)",
             "half_life": "half-life (steps)",
             "log10_grad_norm_step0": "log10 ‖∂L/∂h_0‖",
+            "memory_horizon": "memory horizon (steps)",
         },
         batching="vmap",
         figures={
@@ -191,6 +192,51 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "Largest Lyapunov exponent against gain: the edge of chaos is "
                 "where the line crosses the dashed λ_max = 0 line (g* in the "
                 "legend).",
+            ),
+        },
+    ),
+    "fixed_points": Measurement(
+        run=_M + "fixed_points",
+        defaults={"starts": 32, "max_steps": 50, "unique_tol": 1e-3},
+        arrays={
+            "fixed_point_states": ("seed", "start", "unit"),
+            "fixed_point_speeds": ("seed", "start"),
+            "fixed_point_eigenvalues": ("seed", "start", "eig"),
+            "fixed_point_distinct": ("seed", "start"),
+            "fixed_point_trajectory": ("seed", "step", "unit"),
+            "whh_eigenvalues": ("seed", "eig"),
+        },
+        metrics={
+            "fixed_points": "fixed points",
+            "stable_fixed_points": "stable fixed points",
+            "fixed_point_decay_rate": "−ln|λ₁| at the fixed point (nats / step)",
+            "fixed_point_attracts": "that point attracts",
+        },
+        # Not timed against lax.map: vmap puts every seed's starts in one
+        # while loop, which stops when the slowest start of any seed does.
+        batching="vmap",
+        figures={
+            "fixed_point_eigenvalues": Figure(
+                _R + "fixed_point_eigenvalues",
+                "Eigenvalues of the state Jacobian at each fixed point of the "
+                "input-free map (first seed), with the unit circle: a point "
+                "attracts when all of its eigenvalues lie inside, and the "
+                "largest modulus |λ₁| sets how fast the state forgets, "
+                "−ln|λ₁| nats per step. Grey dots: eigenvalues of W_hh.",
+            ),
+            "forgetting_vs_gain": Figure(
+                _R + "forgetting_vs_gain",
+                "Predicted against measured forgetting over gain: −ln|λ₁| at the "
+                "fixed point, the fitted decay rate of ‖∂L/∂h_t‖ and −λ_max. "
+                "Below the edge of chaos the state settles on an attracting "
+                "point and the three agree; above it the point no longer "
+                "attracts, the dynamics leave it, and they part.",
+            ),
+            "fixed_point_pca": Figure(
+                _R + "fixed_point_pca",
+                "Fixed points in the plane of the two leading principal "
+                "components of the visited states (first seed): filled dots "
+                "attract, open circles repel.",
             ),
         },
     ),

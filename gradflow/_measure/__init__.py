@@ -8,6 +8,7 @@ from ._fixed import (
     sample_states,
 )
 from ._grad import GradNormRangeWarning, GradNorms, hidden_grad_norms
+from ._horizon import memory_horizon
 from ._jacobian import (
     JacobianNorms,
     JacobianSpectrum,
@@ -37,6 +38,7 @@ __all__ = [
     "jacobian_norms",
     "jacobian_singular_values",
     "lyapunov_spectrum",
+    "memory_horizon",
     "param_grad_by_step",
     "sample_states",
     "single_threaded_lapack",

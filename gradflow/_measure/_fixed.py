@@ -413,6 +413,27 @@ def _solve(cell, params, x, initial, tol, max_steps):
     return FixedPointCandidates(s, q, q <= tol, steps)
 
 
+def eigenvalues_at(cell: Cell, params: Any, x: jax.Array, states: jax.Array):
+    """``(K, S)`` complex eigenvalues of ``∂F/∂s`` at ``states (K, S)``, by modulus.
+
+    Traceable (for a sweep under ``jit``); ``jnp.linalg.eigvals`` runs on CPU.
+    """
+    lam = jnp.linalg.eigvals(_jacobians(cell, params, x, states))
+    order = jnp.argsort(-jnp.abs(lam), axis=-1)
+    return jnp.take_along_axis(lam, order, axis=-1)
+
+
+def visited_states(cell: Cell, params: Any, xs: jax.Array) -> jax.Array:
+    """``(T, S)``: the flattened carry after each step of one sequence ``xs (T, D)``."""
+    carry = cell.initial_carry((), xs.dtype)
+
+    def body(c, xw_t):
+        c, _ = cell.recur(params, c, xw_t)
+        return c, ravel_pytree(c)[0]
+
+    return lax.scan(body, carry, cell.project(params, xs))[1]
+
+
 @partial(jax.jit, static_argnums=(0,))
 def _jacobians(cell, params, x, points):
     _, unravel = ravel_pytree(cell.initial_carry((), points.dtype))

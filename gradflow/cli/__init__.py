@@ -18,7 +18,7 @@ DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 _DESCRIPTION = """\
 Measure how gradients vanish or explode through time in recurrent networks.
 
-  gradflow demo                  RNN vs LSTM vs GRU, a report in ./gradflow-demo/
+  gradflow demo                  RNN at 3 gains, LSTM, GRU: report in ./gradflow-demo/
   gradflow run CONFIG --out DIR  run an experiment (a TOML file or a shipped
                                  experiment's name) into a results directory
   gradflow run --list            the shipped experiments, with descriptions
@@ -251,11 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="RNN vs LSTM vs GRU: gradient norms, Jacobians, Lyapunov spectra, report",
-        description="A built-in experiment: tanh RNN, LSTM and GRU of the same width; "
-        "gradient norm against distance back in time, Jacobian norms and "
-        "Lyapunov spectra over seeds; then figures and report.html. About a "
-        "minute on a 2-core CPU.",
+        help="vanishing and exploding gradients: tanh RNN at three gains, LSTM, "
+        "GRU; memory horizons, fixed points, report",
+        description="A built-in experiment: a tanh RNN below, near and above the "
+        "edge of chaos beside an LSTM and a GRU; gradient norm against distance "
+        "back in time and the memory horizon it gives, Jacobian norms, Lyapunov "
+        "spectra, and the fixed points whose eigenvalues predict the forgetting; "
+        "then figures and report.html. About a minute of CPU time on 2 cores.",
     )
     p.add_argument(
         "--out",

@@ -455,3 +455,94 @@ def recommended(results: Results) -> tuple[str | None, str]:
     if rec is None:
         return None, str(reason)
     return threshold_label(rec), str(reason)
+
+
+# -- fixed points -------------------------------------------------------------------
+
+
+def _fixed_points_of(arrays: dict[str, np.ndarray], seed: int = 0):
+    """Distinct fixed points of one seed: ``(states (M, S), eigenvalues (M, S))``."""
+    keep = np.asarray(arrays["fixed_point_distinct"][seed], bool)
+    return (
+        np.asarray(arrays["fixed_point_states"][seed])[keep],
+        np.asarray(arrays["fixed_point_eigenvalues"][seed])[keep],
+    )
+
+
+def fixed_point_eigenvalues(results: Results) -> Figure | None:
+    if "fixed_point_eigenvalues" not in results.axes:
+        return None
+    # Up to a 3 x 3 grid of panels: e.g. three cells at three gains.
+    lines, fixed = s.pick(results.records, max_lines=9)
+    eig, ref = {}, {}
+    for label, rec in lines:
+        try:
+            arrays = results.arrays(rec["id"])
+        except (FileNotFoundError, OSError, ValueError, KeyError):
+            continue
+        if "fixed_point_eigenvalues" not in arrays:
+            continue
+        eig[label] = _fixed_points_of(arrays)[1]
+        if "whh_eigenvalues" in arrays:
+            ref[label] = arrays["whh_eigenvalues"][0]
+    if not eig:
+        return None
+    fig = plots.fixed_point_eigenvalues(eig, reference=ref or None)
+    return _shown_at(fig, fixed)
+
+
+def forgetting_vs_gain(results: Results) -> Figure | None:
+    recs = [
+        r
+        for r in s.with_data(results, "fixed_point_decay_rate")
+        if r["coords"].get("cell", "rnn") == "rnn"
+    ]
+    gains = sorted({r["coords"].get("gain") for r in recs if "gain" in r["coords"]})
+    if len(gains) < 2:
+        return None
+    lines, fixed = s.pick(recs, keep=("gain",), max_lines=1)
+    by_gain = {rec["coords"]["gain"]: rec for _, rec in lines}
+    metrics = {
+        r"$-\ln|\lambda_1|$ at the fixed point": ("fixed_point_decay_rate", 1.0),
+        r"decay rate of $\|\partial L/\partial h_t\|$": ("decay_rate", 1.0),
+        r"$-\lambda_{\max}$": ("lambda_max", -1.0),
+    }
+    values = {}
+    for label, (name, sign) in metrics.items():
+        rows = [
+            sign * s.metric_values(by_gain[g], name)
+            if g in by_gain
+            else np.array([np.nan])
+            for g in gains
+        ]
+        if any(np.isfinite(r).any() for r in rows):
+            values[label] = s.stack_ragged(rows)
+    fig = plots.metric_against(
+        np.asarray(gains, np.float64),
+        values,
+        xlabel=r"gain $g$",
+        ylabel=f"forgetting rate ({plots.RATE})",
+        zero_label="no forgetting",
+    )
+    if "cell" in s.varying(results.records):
+        fixed = {"cell": "rnn", **fixed}
+    return _shown_at(fig, fixed)
+
+
+def fixed_point_pca(results: Results) -> Figure | None:
+    if "fixed_point_trajectory" not in results.axes:
+        return None
+    lines, fixed = s.pick(results.records, max_lines=1)
+    for _, rec in lines:
+        arrays = _arrays(results, rec, "fixed_point_trajectory")
+        if arrays is None:
+            continue
+        full = results.arrays(rec["id"])
+        states, eig = _fixed_points_of(full)
+        stable = np.max(np.abs(eig), axis=-1, initial=0.0) < 1.0
+        traj = np.asarray(arrays[0])
+        if traj.shape[-1] < 2:
+            return None
+        fig = plots.trajectories_pca(traj, fixed_points=states, stable=stable)
+        return _shown_at(fig, fixed)
+    return None

@@ -18,6 +18,7 @@ import numpy as np
 from gradflow import _names, _specs, plots
 from gradflow._checks import check_choice
 from gradflow.report import _select as s
+from gradflow.report._conditions import sections
 from gradflow.report._figures import (
     _entry_label,
     _num,
@@ -406,6 +407,12 @@ def _html(ctx: _Context) -> str:
         parts.append(_table_html(header, rows))
         if len(res.records) > _MAX_ROWS:
             parts.append(f"<p>First {_MAX_ROWS} of {len(res.records)} rows.</p>")
+    conditions = sections(res)
+    if conditions:
+        parts.append("<h2>Conditions</h2>")
+        for title, said in conditions:
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+            parts.append("<p>" + " ".join(html.escape(t) for t in said) + "</p>")
     ch, crow = _clip_table(res)
     if crow:
         parts.append("<h2>Clipping thresholds</h2>")
@@ -481,6 +488,11 @@ def _markdown(ctx: _Context) -> str:
             _table_md(header, rows),
             "",
         ]
+    conditions = sections(res)
+    if conditions:
+        out += ["## Conditions", ""]
+        for title, said in conditions:
+            out += [f"### {title}", "", " ".join(said), ""]
     ch, crow = _clip_table(res)
     if crow:
         out += ["## Clipping thresholds", "", _table_md(ch, crow), ""]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 import gradflow as gf
+from gradflow._measure._fixed import eigenvalues_at, visited_states
 
 
 class PointContext(NamedTuple):
@@ -51,6 +52,7 @@ def grad_norms(ctx: PointContext, params, xs, u):
         "log10_grad_norm_step0": log10[0],
         "decay_rate": fit.rate,
         "half_life": fit.half_life,
+        "memory_horizon": gf.memory_horizon(log10),
     }
     return {"log10_grad_norms": log10}, metrics
 
@@ -83,3 +85,53 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
 def bound(ctx: PointContext, params, xs, u):
     b = gf.vanishing_bound(ctx.cell, params, ctx.activation)
     return {}, {"sigma_max_whh": b.sigma_max, "pascanu_bound": b.bound}
+
+
+def fixed_points(ctx: PointContext, params, xs, u):
+    """Fixed points of the input-free map, started from the trajectory's states.
+
+    Fixed shapes per seed (one entry per start): the end points, their ``q``,
+    the eigenvalues of ``∂F/∂s`` there, and which starts are the first of their
+    group of equal end points (``fixed_point_distinct``). The metrics take the
+    point most starts reached, preferring an attracting one.
+    """
+    opts = ctx.options
+    cell = ctx.cell
+    # A short sequence (e.g. --quick) visits fewer states than starts asked for.
+    count = min(opts["starts"], xs.shape[0])
+    starts = gf.sample_states(cell, params, xs, count, key=jax.random.key(0))
+    cand = gf.fixed_point_candidates(
+        cell, params, None, starts, max_steps=opts["max_steps"]
+    )
+    zero = jnp.zeros((cell.input_size(params),), cand.states.dtype)
+    eig = eigenvalues_at(cell, params, zero, cand.states)
+    modulus = jnp.abs(eig[:, 0])
+    conv = cand.converged
+    gap = jnp.max(jnp.abs(cand.states[:, None] - cand.states[None]), axis=-1)
+    same = (gap <= opts["unique_tol"]) & conv[:, None] & conv[None]
+    earlier = jnp.tril(same, k=-1)
+    distinct = conv & jnp.logical_not(jnp.any(earlier, axis=1))
+    stable = conv & (modulus < 1.0)
+    # The most visited point, an attracting one if any start found one.
+    visits = jnp.sum(same, axis=1)
+    score = jnp.where(stable, visits + cand.states.shape[0] + 1, visits)
+    score = jnp.where(conv, score, -1)
+    best = jnp.argmax(score)
+    found = conv[best]
+    rate = jnp.where(found, -jnp.log(modulus[best]), jnp.nan)
+    arrays = {
+        "fixed_point_states": cand.states,
+        "fixed_point_speeds": cand.speeds,
+        "fixed_point_eigenvalues": eig,
+        "fixed_point_distinct": distinct,
+        "fixed_point_trajectory": visited_states(cell, params, xs),
+    }
+    if cell.kind == "rnn":
+        arrays["whh_eigenvalues"] = jnp.linalg.eigvals(params["W_hh"])
+    metrics = {
+        "fixed_points": jnp.sum(distinct),
+        "stable_fixed_points": jnp.sum(distinct & stable),
+        "fixed_point_decay_rate": rate,
+        "fixed_point_attracts": jnp.where(found, stable[best], jnp.nan),
+    }
+    return arrays, metrics
