@@ -124,6 +124,24 @@ def test_zclip_skips_non_finite_norms():
     assert mean[20] == mean[19]  # the statistics did not take the NaN
 
 
+def test_zclip_nan_in_the_warm_up_is_neither_recorded_nor_counted():
+    # A NaN at step 3 of a 10-step warm-up: the warm-up still takes 10 finite
+    # norms, so every other step equals the reference run on the finite steps
+    # alone (the reference cannot take a NaN: its statistics would stay NaN).
+    grads = _grads(40, 4, np.float32)
+    with_nan = {k: np.insert(v, 3, np.nan, axis=0) for k, v in grads.items()}
+    got, spike, mean = _ours(with_nan, warmup_steps=10)
+    want = _reference(grads, np.float32, **_ref_kwargs(dict(warmup_steps=10)))
+    keep = np.arange(41) != 3
+    for k in want:
+        assert np.isnan(got[k][3]).any()  # passed through for divergence checks
+        np.testing.assert_allclose(got[k][keep], want[k], rtol=10 * tol(np.float32))
+    _, want_spike, want_mean = _ours(grads, warmup_steps=10)
+    np.testing.assert_array_equal(spike[keep], want_spike)
+    np.testing.assert_allclose(mean[keep], want_mean, rtol=1e-6)
+    assert want_spike.any()  # the statistics were put to use
+
+
 @pytest.mark.parametrize(
     "kwargs, err, match",
     [
