@@ -282,6 +282,18 @@ _CLIPPING_FIGURES = {
         "Global gradient norms before clipping with the thresholds drawn: a "
         "threshold clips the share of the histogram to its right.",
     ),
+    "success_heatmap": Figure(
+        "gradflow.report._study:success_heatmap",
+        "Success rate (share of seeds whose accuracy on fresh sequences reached "
+        "the criterion after training) over learning rate and threshold, one "
+        "panel per clipping method with no clipping as the first column: the "
+        "outlined cells (success rate at least 0.5) are where training works.",
+    ),
+    "success_vs_length": Figure(
+        "gradflow.report._study:success_vs_length",
+        "Success rate against sequence length T with and without clipping "
+        "(error bars: Wilson 95% intervals over seeds).",
+    ),
 }
 
 #: Experiment kinds by the name ``[experiment] kind`` uses.
@@ -294,6 +306,8 @@ KINDS: dict[str, Kind] = {
             "final_loss": "final loss (nats)",
             "final_accuracy": "final accuracy",
             "clip_fraction": "clip fraction",
+            "success": "success rate",
+            "steps_to_success": "steps to success",
         },
         figures=_CLIPPING_FIGURES,
     ),

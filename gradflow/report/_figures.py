@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from gradflow import plots
 from gradflow.report import _select as s
+from gradflow.report import _study
 from gradflow.results import Results, clip_label, threshold_label
 
 
@@ -256,13 +257,17 @@ def _clip_at(results: Results) -> dict[str, Any]:
 
 
 def loss_curves(results: Results) -> Figure | None:
+    # a study of several methods: the recommended one's thresholds and no clipping
+    shown, method = _study.recommended_method(results)
     data, fixed = _lines_of(
-        results,
+        shown,
         "loss",
         axes=["seed", "iteration"],
-        prefer=("clip", "threshold"),
+        prefer=("clip", "threshold", "percentile"),
         at=_clip_at(results),
     )
+    if method:
+        fixed = {"clip": f"{method} and none", **fixed}
     return _shown_at(plots.loss_curves(data), fixed) if data else None
 
 

@@ -238,6 +238,14 @@ def _clip_table(results: Results) -> tuple[list[str], list[list[str]]]:
     ]
     if len(lrs) > 1:
         cols.append(("lr", lambda e: _fmt(e.get("lr"))))
+    if any("length" in e for e in entries):
+        cols.append(("T", lambda e: _fmt(e.get("length"))))
+    if any("success_rate" in e for e in entries):
+        cols.append(("success (95% interval)", _success_text))
+        cols.append(
+            ("steps to success, median", lambda e: _fmt(e.get("steps_to_success")))
+        )
+        cols.append(("final loss / chance", lambda e: _fmt(e.get("final_loss_ratio"))))
     cols.append(("diverged", _diverged_text))
     cols.append(
         ("final loss, median (10% to 90%)", lambda e: _spread_text(e.get("final_loss")))
@@ -267,6 +275,13 @@ def _clip_table(results: Results) -> tuple[list[str], list[list[str]]]:
             )
         )
     return [c for c, _ in cols], [[f(e) for _, f in cols] for e in entries]
+
+
+def _success_text(e: dict[str, Any]) -> str:
+    k, n, iv = e.get("successes"), e.get("seeds"), e.get("success_interval")
+    if not isinstance(k, int) or not isinstance(n, int) or not iv:
+        return "—"
+    return f"{k} of {n} ({iv[0]:.2f} to {iv[1]:.2f})"
 
 
 def _diverged_text(e: dict[str, Any]) -> str:

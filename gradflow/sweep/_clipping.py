@@ -43,7 +43,26 @@ from gradflow._checks import check_choice
 
 from ._config import _check_keys, _fail, _is_int, _is_real, _seeds
 from ._grid import Point
+from ._success import (
+    comparison_sentence,
+    rank,
+    steps_to_success,
+    success_fields,
+)
 
+#: Clip kinds a single-method ``clip = "..."`` may name (their level is the
+#: ``thresholds`` entry): every kind with a numeric threshold or z-score.
+CLIP_KINDS = tuple(k for k, v in _names.CLIPS.items() if v in ("threshold", "zscore"))
+#: Every method a list-valued ``clip`` may name, and each one's default levels
+#: (``none`` has none; ``autoclip``'s are percentiles, ``zclip``'s z-scores).
+METHODS = tuple(_names.CLIPS)
+DEFAULT_LEVELS: dict[str, list[float]] = {
+    "global_norm": [1.0],
+    "value": [0.1],
+    "agc": [0.05],
+    "autoclip": [10.0],
+    "zclip": [2.5],
+}
 GRAD_PERCENTILES = (50, 90, 99)
 
 #: The default ``[clipping]`` section: Pascanu et al. (2013)'s setting made to
@@ -63,7 +82,10 @@ CLIPPING_DEFAULTS: dict[str, Any] = {
     "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
     "clip": "global_norm",
     "thresholds": ["none", 0.25, 1.0, 4.0, 16.0, "autoclip"],
+    "levels": {},
     "autoclip_percentile": 10.0,
+    "success_accuracy": 0.99,
+    "lengths": [],
     "record_every": 50,
     "eval_batch_size": 256,
     "divergence_factor": 100.0,
@@ -102,13 +124,14 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
     _check_keys(where, "clipping", section, tuple(CLIPPING_DEFAULTS))
     out = copy.deepcopy(CLIPPING_DEFAULTS)
     out.update(copy.deepcopy(dict(section)))
+    methods = _methods(section, out, where)
     for key, choices in (
         ("task", tuple(_names.TASKS)),
         ("cell", tuple(_names.CELLS)),
         ("activation", _names.ACTIVATIONS),
         ("init", _names.INITS),
         ("optimizer", tuple(_names.OPTIMIZERS)),
-        ("clip", _names.THRESHOLD_CLIPS),
+        *([] if methods else [("clip", CLIP_KINDS)]),
     ):
         if not isinstance(out[key], str) or out[key] not in choices:
             raise _bad(where, key, f"one of {', '.join(choices)}", out[key])
@@ -160,6 +183,83 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
     if len(set(map(str, resolved))) != len(resolved):
         raise _bad(where, "thresholds", "distinct entries", thresholds)
     out["thresholds"] = resolved
+    acc = out["success_accuracy"]
+    if not _finite(acc) or not 0 < acc <= 1:
+        raise _bad(where, "success_accuracy", "a number in (0, 1]", acc)
+    out["success_accuracy"] = float(acc)
+    lengths = out["lengths"]
+    if not isinstance(lengths, list) or not all(
+        _is_int(t) and t >= minimum for t in lengths
+    ):
+        raise _bad(
+            where,
+            "lengths",
+            f"a list of integers >= {minimum} (empty: only `length`)",
+            lengths,
+        )
+    if len(set(lengths)) != len(lengths):
+        raise _bad(where, "lengths", "distinct entries", lengths)
+    out["lengths"] = [int(t) for t in lengths]
+    if methods:
+        out["clip"] = methods
+        out["levels"] = _levels(out["levels"], methods, where)
+    elif out["levels"]:
+        raise _bad(
+            where, "levels", "no [clipping.levels] unless clip is a list", out["levels"]
+        )
+    return out
+
+
+def _methods(section: Mapping[str, Any], out: dict, where: str) -> list[str] | None:
+    """The list form of ``clip`` (``None`` for one method name), checked."""
+    clip = out["clip"]
+    if not isinstance(clip, list):
+        return None
+    if not clip or not all(isinstance(m, str) and m in METHODS for m in clip):
+        raise _bad(where, "clip", f"a method or a list of {', '.join(METHODS)}", clip)
+    if len(set(clip)) != len(clip):
+        raise _bad(where, "clip", "distinct methods", clip)
+    if section.get("thresholds", out["thresholds"]) != CLIPPING_DEFAULTS["thresholds"]:
+        raise _bad(
+            where,
+            "thresholds",
+            "no thresholds with a list of clip methods (give each method's levels "
+            "in [clipping.levels])",
+            section["thresholds"],
+        )
+    return list(clip)
+
+
+def _levels(levels: Any, methods: list[str], where: str) -> dict[str, list[float]]:
+    if not isinstance(levels, Mapping):
+        raise _bad(where, "levels", "a table method = [levels]", levels)
+    extra = [k for k in levels if k not in methods or k == "none"]
+    if extra:
+        raise _bad(
+            where,
+            f"levels.{extra[0]}",
+            f"levels only for the listed methods ({', '.join(methods)}; none has none)",
+            levels[extra[0]],
+        )
+    out = {}
+    for m in methods:
+        if m == "none":
+            continue
+        v = levels.get(m, DEFAULT_LEVELS[m])
+        v = v if isinstance(v, list) else [v]
+        top = 100.0 if m == "autoclip" else math.inf
+        if not v or not all(_finite(x) and 0 < x <= top for x in v):
+            raise _bad(
+                where,
+                f"levels.{m}",
+                "a list of percentiles in (0, 100]"
+                if m == "autoclip"
+                else "a list of numbers > 0",
+                v,
+            )
+        if len(set(v)) != len(v):
+            raise _bad(where, f"levels.{m}", "distinct entries", v)
+        out[m] = [float(x) for x in v]
     return out
 
 
@@ -167,14 +267,19 @@ def quick_section(section: Mapping[str, Any]) -> dict:
     """Shrink a resolved section for ``gradflow run --quick`` (seconds, not minutes).
 
     Keeps 2 seeds, the first learning rate, "none" plus the first numeric
-    threshold and "autoclip" (those present), 60 steps and ``T <= 30``.
+    threshold and "autoclip" (those present) or every listed method at its
+    first level, the first length, 60 steps and ``T <= 30``.
     """
     out = copy.deepcopy(dict(section))
     out["seeds"] = list(out["seeds"])[:2]
     out["lrs"] = list(out["lrs"])[:1]
-    numeric = [t for t in out["thresholds"] if not isinstance(t, str)]
-    keep = {"none", "autoclip", *numeric[:1]}
-    out["thresholds"] = [t for t in out["thresholds"] if t in keep]
+    if isinstance(out["clip"], list):  # every method, at its first level
+        out["levels"] = {m: v[:1] for m, v in out["levels"].items()}
+    else:
+        numeric = [t for t in out["thresholds"] if not isinstance(t, str)]
+        keep = {"none", "autoclip", *numeric[:1]}
+        out["thresholds"] = [t for t in out["thresholds"] if t in keep]
+    out["lengths"] = [min(t, 30) for t in out["lengths"][:1]]
     out["steps"] = min(out["steps"], 60)
     out["length"] = min(out["length"], 30)
     out["hidden_size"] = min(out["hidden_size"], 16)
@@ -186,24 +291,40 @@ def quick_section(section: Mapping[str, Any]) -> dict:
 def clipping_grid(section: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The conditions of a resolved section, as coordinate dicts (see module doc).
 
-    Learning rates vary slowest, then thresholds in the section's order.
+    Lengths (if ``lengths`` is given) vary slowest, then learning rates, then
+    thresholds (or methods and their levels) in the section's order.
     """
     grid = []
-    for lr in section["lrs"]:
-        for t in section["thresholds"]:
-            if t == "none":
-                grid.append({"clip": "none", "lr": lr})
-            elif t == "autoclip":
-                grid.append(
-                    {
-                        "clip": "autoclip",
-                        "percentile": section["autoclip_percentile"],
-                        "lr": lr,
-                    }
-                )
-            else:
-                grid.append({"clip": section["clip"], "threshold": t, "lr": lr})
+    for length in section.get("lengths") or [None]:
+        at = {} if length is None else {"length": length}
+        for lr in section["lrs"]:
+            for c in _conditions(section):
+                grid.append({**c, "lr": lr, **at})
     return grid
+
+
+def _conditions(section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if isinstance(section["clip"], list):
+        out: list[dict[str, Any]] = []
+        for m in section["clip"]:
+            if m == "none":
+                out.append({"clip": "none"})
+            elif m == "autoclip":
+                out += [{"clip": m, "percentile": p} for p in section["levels"][m]]
+            else:
+                out += [{"clip": m, "threshold": t} for t in section["levels"][m]]
+        return out
+    out = []
+    for t in section["thresholds"]:
+        if t == "none":
+            out.append({"clip": "none"})
+        elif t == "autoclip":
+            out.append(
+                {"clip": "autoclip", "percentile": section["autoclip_percentile"]}
+            )
+        else:
+            out.append({"clip": section["clip"], "threshold": t})
+    return out
 
 
 def _resolve_point(section: Mapping[str, Any], coords: Mapping[str, Any]) -> dict:
@@ -268,7 +389,10 @@ def run_clipping_point(
         ``clip_fraction`` (share of trained steps where clipping fired),
         ``grad_norm_p50``, ``grad_norm_p90``, ``grad_norm_p99`` (over trained
         steps), ``bad_input_at`` (NaN if never), ``chance_loss`` and
-        ``chance_accuracy`` (the task's, repeated per seed).
+        ``chance_accuracy`` (the task's, repeated per seed), ``success``
+        (0/1: ``final_accuracy >= success_accuracy``, see
+        :mod:`gradflow.sweep._success`) and ``steps_to_success`` (NaN unless
+        it succeeded).
     """
     import jax
     import jax.numpy as jnp
@@ -345,7 +469,12 @@ def run_clipping_point(
         "profile_iteration": np.asarray(log.profile_steps, np.int32),
     }
     never = np.full(n, np.nan)
+    level = cfg["success_accuracy"]
+    success = ~diverged & (np.asarray(final_acc, float) >= level)
+    reached = steps_to_success(np.asarray(log.accuracy, float), level)
     metrics = {
+        "success": success.astype(float),
+        "steps_to_success": np.where(success, reached, never),
         "diverged": diverged.astype(float),
         "diverged_at": np.where(diverged, np.asarray(log.diverged_at, float), never),
         "final_loss": np.where(diverged, never, np.asarray(final_loss, float)),
@@ -413,6 +542,19 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ``reason``.
         ``chance_loss`` is the task's chance-level loss (from the metrics), or
         ``None``.
+
+        When the metrics hold ``success`` (studies run since success was
+        measured) each entry also has ``success_rate``, ``success_interval``
+        (Wilson 95% over seeds), ``successes``, ``steps_to_success`` (median
+        over the seeds that succeeded) and ``final_loss_ratio`` (median final
+        loss over chance), and ``length`` when T is a grid axis; then
+        ``recommended`` is the most successful condition (ties broken by
+        median final loss, then by clip fraction), its ``range`` the levels of
+        the same method and lr whose success interval overlaps the best's,
+        its ``reason`` says whether the lead over the ``runner_up`` (an id) is
+        within the intervals, and the summary adds ``success_criterion`` and
+        ``working_region`` (method -> ``[lr, level(, T)]`` with success rate
+        >= 0.5).
     """
     if not records:
         raise ValueError("records must hold at least one condition, got none")
@@ -453,14 +595,118 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
         if clip == "autoclip":
             entry["percentile"] = coords.get("percentile")
+        if "length" in coords:
+            entry["length"] = coords["length"]
+        if "success" in m:
+            entry.update(success_fields(m, _median_or_none(_values(m, "chance_loss"))))
         entries.append(entry)
     chance = [_median_or_none(_values(r["metrics"], "chance_loss")) for r in records]
     chance_loss = next((c for c in chance if c is not None), None)
-    return {
+    learned = all("success_rate" in e for e in entries)
+    out = {
         "chance_loss": chance_loss,
         "thresholds": entries,
-        "recommended": _recommend(entries, chance_loss),
+        "recommended": (
+            _recommend_success(entries, chance_loss)
+            if learned
+            else _recommend(entries, chance_loss)
+        ),
     }
+    if learned:
+        out["success_criterion"] = SUCCESS_CRITERION
+        out["working_region"] = {
+            m: [
+                [e["lr"], e["threshold"] if m != "autoclip" else e["percentile"]]
+                + ([e["length"]] if "length" in e else [])
+                for e in entries
+                if e["clip"] == m and e["success_rate"] >= WORKS
+            ]
+            for m in dict.fromkeys(e["clip"] for e in entries)
+        }
+    return out
+
+
+#: A condition "works" (the region drawn in the heat map) from this success rate.
+WORKS = 0.5
+SUCCESS_CRITERION = (
+    "a seed succeeds when the task's accuracy on eval_batch_size fresh sequences "
+    "after training is at least success_accuracy (temporal order: the share "
+    "classified correctly; adding: the share within 0.04 of the target); steps to "
+    "success: the first step where the mean training-batch accuracy over the last "
+    "25 steps reached that level"
+)
+
+
+def _recommend_success(
+    entries: list[dict[str, Any]], chance_loss: float | None
+) -> dict[str, Any]:
+    """The most successful condition; ties by final loss, then clip fraction."""
+    ranked = rank(entries)
+    best = ranked[0]
+    runner = ranked[1] if len(ranked) > 1 else None
+    same = [
+        e
+        for e in entries
+        if e["clip"] == best["clip"]
+        and e["lr"] == best["lr"]
+        and e.get("length") == best.get("length")
+        and not isinstance(e["threshold"], str)
+        and _overlap(e["success_interval"], best["success_interval"])
+    ]
+    levels = [e["threshold"] for e in same]
+    rng = [min(levels), max(levels)] if levels else None
+    lr = f" at lr {best['lr']:g}" if best["lr"] is not None else ""
+    where = f" (T = {best['length']})" if "length" in best else ""
+    loss = (
+        f"median final loss {_median_loss(best):.4g}"
+        if best["final_loss"]
+        else "no seed that finished"
+    )
+    if best["final_loss"] and chance_loss:
+        loss += f", {_median_loss(best) / chance_loss:.2g}x chance"
+    steps = (
+        f", reaching it in a median {best['steps_to_success']:.0f} steps"
+        if best.get("steps_to_success") is not None
+        else ""
+    )
+    none = [
+        e
+        for e in entries
+        if e["clip"] == "none"
+        and e["lr"] == best["lr"]
+        and e.get("length") == best.get("length")
+    ]
+    tail = (
+        f" Without clipping at the same lr {none[0]['successes']} of "
+        f"{none[0]['seeds']} seeds succeeded and {none[0]['diverged_seeds']} "
+        f"diverged."
+        if none and best["clip"] != "none"
+        else ""
+    )
+    reason = (
+        f"{best['label']}{lr}{where} succeeded on {best['successes']} of "
+        f"{best['seeds']} seeds ({loss}{steps}). "
+        f"{comparison_sentence(best, runner)}{tail}"
+    )
+    out = {
+        "id": best["id"],
+        "label": best["label"],
+        "clip": best["clip"],
+        "threshold": best["threshold"],
+        "lr": best["lr"],
+        "range": rng,
+        "reason": reason,
+        "success_rate": best["success_rate"],
+        "success_interval": best["success_interval"],
+        "runner_up": None if runner is None else runner["id"],
+    }
+    if "length" in best:
+        out["length"] = best["length"]
+    return out
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def _median_or_none(v: np.ndarray) -> float | None:
