@@ -689,13 +689,7 @@ def _recommend_success(
         f"{comparison_sentence(best, runner)}{tail}"
     )
     out = {
-        "id": best["id"],
-        "label": best["label"],
-        "clip": best["clip"],
-        "threshold": best["threshold"],
-        "lr": best["lr"],
-        "range": rng,
-        "reason": reason,
+        **_chosen(best, rng, reason),
         "success_rate": best["success_rate"],
         "success_interval": best["success_interval"],
         "runner_up": None if runner is None else runner["id"],
@@ -756,15 +750,13 @@ def _recommend(
             f"every condition diverged at least once; {best['label']}{lr} diverged "
             f"least ({best['diverged_seeds']} of {best['seeds']} seeds) with {loss}."
         )
-    return {
-        "id": best["id"],
-        "label": best["label"],
-        "clip": best["clip"],
-        "threshold": best["threshold"],
-        "lr": best["lr"],
-        "range": rng,
-        "reason": reason,
-    }
+    return _chosen(best, rng, reason)
+
+
+def _chosen(best: Mapping[str, Any], rng: Any, reason: str) -> dict[str, Any]:
+    """The fields every ``recommended`` has."""
+    keys = ("id", "label", "clip", "threshold", "lr")
+    return {**{k: best[k] for k in keys}, "range": rng, "reason": reason}
 
 
 # -- the sweep-kind interface (see gradflow.sweep._measure_kind for the other) ------

@@ -153,7 +153,7 @@ def comparison_sentence(
         f" at lr {runner_up['lr']:g}" if runner_up.get("lr") is not None else ""
     )
     rates = (
-        f"success {best['success_rate']:.0%} [{a[0]:.0%}, {a[1]:.0%}] against "
+        f"Success {best['success_rate']:.0%} [{a[0]:.0%}, {a[1]:.0%}] against "
         f"{runner_up['success_rate']:.0%} [{b[0]:.0%}, {b[1]:.0%}] for the "
         f"runner-up, {name}"
     )
