@@ -274,7 +274,10 @@ def test_sample_states_are_visited_states():
     _, hs = gf.unroll(cell, params, xs)
     got = gf.sample_states(cell, params, xs, 21)
     assert got.h.shape == (21, 4)
-    assert as_rows(got.h) == as_rows(hs.reshape(-1, 4))  # all of them, no repeats
+    # The carries entering steps 0..T-1: the zero carry and h_0..h_{T-2}.
+    entering = np.concatenate([np.zeros((1, 3, 4), np.float32), np.asarray(hs[:-1])])
+    assert as_rows(got.h) == as_rows(entering.reshape(-1, 4))
+    assert len(as_rows(got.h)) == 1 + 18  # three equal zero carries, the rest once
     noisy = gf.sample_states(cell, params, xs, 5, noise=0.1, key=jax.random.key(1))
     assert noisy.h.shape == (5, 4)
     with pytest.raises(ValueError, match="k must be <= the number of visited"):

@@ -21,7 +21,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_float, check_int, is_concrete
-from .._unroll import check_cell, resolve_carry
+from .._unroll import check_cell, forward_states, resolve_carry
 from ..cells import Cell
 
 
@@ -202,8 +202,9 @@ def sample_states(
 ) -> Any:
     """``k`` carries drawn from those a trajectory visits: starts for fixed points.
 
-    Runs ``cell`` over ``xs`` and draws ``k`` of the ``T · B`` carries leaving
-    each step (every batch element's), without replacement.
+    Runs ``cell`` over ``xs`` (the shared forward pass of the measurements)
+    and draws ``k`` of the ``T · B`` carries entering each step (every batch
+    element's, ``s_0`` included), without replacement.
 
     Args:
         cell: a :class:`gradflow.cells.Cell`.
@@ -235,11 +236,7 @@ def sample_states(
 
 @partial(jax.jit, static_argnums=(0, 5))
 def _sample(cell, params, xs, carry, key, k, noise):
-    def body(c, xw_t):
-        c, _ = cell.recur(params, c, xw_t)
-        return c, c
-
-    _, visited = lax.scan(body, carry, cell.project(params, xs))
+    visited = forward_states(cell, params, xs, carry).saved
     rank = xs.ndim - 1  # time and batch axes
     flat = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[rank:]), visited)
     total = jax.tree_util.tree_leaves(flat)[0].shape[0]
@@ -424,14 +421,9 @@ def eigenvalues_at(cell: Cell, params: Any, x: jax.Array, states: jax.Array):
 
 
 def visited_states(cell: Cell, params: Any, xs: jax.Array) -> jax.Array:
-    """``(T, S)``: the flattened carry after each step of one sequence ``xs (T, D)``."""
-    carry = cell.initial_carry((), xs.dtype)
-
-    def body(c, xw_t):
-        c, _ = cell.recur(params, c, xw_t)
-        return c, ravel_pytree(c)[0]
-
-    return lax.scan(body, carry, cell.project(params, xs))[1]
+    """``(T, S)``: the flattened carry entering each step of one ``xs (T, D)``."""
+    entering = forward_states(cell, params, xs, cell.initial_carry((), xs.dtype))
+    return jax.vmap(lambda c: ravel_pytree(c)[0])(entering.saved)
 
 
 @partial(jax.jit, static_argnums=(0,))
