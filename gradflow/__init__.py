@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # The distribution is "gradflow-jax" (the index's "gradflow" is another project);
 # its version is written once, in pyproject.toml.
@@ -16,14 +16,47 @@ _DISTRIBUTION = "gradflow-jax"
 
 
 def _version() -> str:
-    try:
-        return importlib.metadata.version(_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        # a source tree on sys.path that was never installed: unknown, not a guess
-        return "0+unknown"
+    # Whatever distribution installed this package (an older install may still
+    # be named "gradflow"), found from the package metadata.
+    names = [_DISTRIBUTION]
+    names += importlib.metadata.packages_distributions().get(__name__, [])
+    for name in dict.fromkeys(names):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    # a source tree on sys.path that was never installed: unknown, not a guess
+    return "0+unknown"
 
 
 __version__ = _version()
+
+if TYPE_CHECKING:  # what the lazy loader below gives, for type checkers and IDEs
+    from gradflow import cells, cli, models, plots, report, results, sweep, tasks, train
+    from gradflow._measure import (
+        DecayFit,
+        FixedPointCandidates,
+        FixedPoints,
+        JacobianNorms,
+        JacobianSpectrum,
+        LyapunovSpectrum,
+        ParamGradByStep,
+        VanishingBound,
+        decay_rate,
+        fixed_point_candidates,
+        fixed_points,
+        hidden_grad_norms,
+        jacobian_norms,
+        jacobian_singular_values,
+        lyapunov_spectrum,
+        param_grad_by_step,
+        sample_states,
+        vanishing_bound,
+    )
+    from gradflow._unroll import unroll
+    from gradflow.cells._equinox import from_equinox
+    from gradflow.cells._flax import from_flax
+    from gradflow.cells._torch import from_state_dict, from_torch
 
 _SUBPACKAGES = (
     "cells",
@@ -68,7 +101,43 @@ _FUNCTIONS = {
     "VanishingBound": "gradflow._measure",
 }
 
-__all__ = [*_SUBPACKAGES, *_FUNCTIONS, "__version__"]
+# Written out (not built from the tables above) so that tools see every name;
+# tests/test_names.py keeps the three lists equal.
+__all__ = [
+    "DecayFit",
+    "FixedPointCandidates",
+    "FixedPoints",
+    "JacobianNorms",
+    "JacobianSpectrum",
+    "LyapunovSpectrum",
+    "ParamGradByStep",
+    "VanishingBound",
+    "__version__",
+    "cells",
+    "cli",
+    "decay_rate",
+    "fixed_point_candidates",
+    "fixed_points",
+    "from_equinox",
+    "from_flax",
+    "from_state_dict",
+    "from_torch",
+    "hidden_grad_norms",
+    "jacobian_norms",
+    "jacobian_singular_values",
+    "lyapunov_spectrum",
+    "models",
+    "param_grad_by_step",
+    "plots",
+    "report",
+    "results",
+    "sample_states",
+    "sweep",
+    "tasks",
+    "train",
+    "unroll",
+    "vanishing_bound",
+]
 
 
 def __getattr__(name: str) -> Any:

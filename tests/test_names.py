@@ -5,6 +5,7 @@ entry and a new measurement is one spec entry + its function + its plot, proven
 by registering a toy of each and running them through a config to a report.
 """
 
+import importlib
 import json
 import subprocess
 import sys
@@ -192,3 +193,28 @@ def test_a_registered_cell_and_measurement_run_through_a_config(toy_registry, tm
     assert "The toy's diagonal." in (out / "report.md").read_text()
     assert "trace(W_hh)" in (out / "report.md").read_text()
     assert json.loads((out / "axes.json").read_text())["toy_diag"] == ["seed", "unit"]
+
+
+def test_top_level_names_are_listed_once_for_tools_and_the_lazy_loader():
+    import ast
+
+    tree = ast.parse((ROOT / "gradflow" / "__init__.py").read_text())
+    checked: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for imp in node.body:
+                for alias in imp.names:
+                    checked[alias.name] = imp.module
+    lazy = {k: v for k, v in gf._FUNCTIONS.items()}
+    assert {k: checked[k] for k in lazy} == lazy
+    assert set(checked) == set(lazy) | set(gf._SUBPACKAGES)
+    assert sorted(gf.__all__) == sorted([*lazy, *gf._SUBPACKAGES, "__version__"])
+    for name in lazy:
+        assert getattr(gf, name) is getattr(importlib.import_module(lazy[name]), name)
+    assert gf.__version__ != "0+unknown" or not _installed()
+
+
+def _installed() -> bool:
+    import importlib.metadata as md
+
+    return bool(md.packages_distributions().get("gradflow"))

@@ -1,6 +1,7 @@
 """Recurrent cells as pure functions (RNN, LSTM, GRU, stacks, any step function)."""
 
 from .. import _names
+from .._names import CellKind, register_cell
 from ._cell import Cell
 from ._custom import custom
 from ._gru import GRUCarry, gru
@@ -35,6 +36,7 @@ def make(kind: str, hidden_size: int, **options) -> Cell:
 __all__ = [
     "CELL_KINDS",
     "Cell",
+    "CellKind",
     "GRUCarry",
     "Initializer",
     "LSTMCarry",
@@ -49,6 +51,7 @@ __all__ = [
     "make",
     "orthogonal",
     "output_leaf",
+    "register_cell",
     "rnn",
     "sparse",
     "stack",
