@@ -329,56 +329,35 @@ def grad_norm_histogram(results: Results) -> Figure | None:
 
 
 # -- the clipping summary, from summary.json or else from metrics.jsonl ------------
-
-_SPREAD_PAIRS = (
-    ("q10", "q90"),
-    ("p10", "p90"),
-    ("lo", "hi"),
-    ("q25", "q75"),
-    ("min", "max"),
-)
+# summary.json is what gradflow.sweep.summarize_clipping writes: "thresholds"
+# (one entry per condition, spreads as min/q10/q25/median/q75/q90/max) and
+# "recommended" (a dict with its id, label, lr, range and reason).
 
 
 def _num(v: Any) -> float:
+    """A number, or the median of a spread; NaN for ``None``/absent."""
     if isinstance(v, dict):
-        for k in ("median", "value", "mean"):
-            if k in v:
-                return _num(v[k])
-        return math.nan
+        return _num(v.get("median"))
     if v is None or isinstance(v, bool) or not isinstance(v, int | float):
         return math.nan
     return float(v)
 
 
 def _spread(v: Any, med: float) -> tuple[float, float]:
-    if isinstance(v, dict):
-        for lo, hi in _SPREAD_PAIRS:
-            if lo in v and hi in v:
-                return _num(v[lo]), _num(v[hi])
+    """The 10-90% range of a spread (the median twice for a bare number)."""
+    if isinstance(v, dict) and "q10" in v and "q90" in v:
+        return _num(v["q10"]), _num(v["q90"])
     return med, med
 
 
 def summary_entries(results: Results) -> list[dict[str, Any]]:
-    """Per-condition entries of ``summary.json``, each a dict.
-
-    Reads the clipping study's ``{"thresholds": [{...}, ...]}``; a mapping
-    ``{label: {...}}`` (also under ``"per_threshold"``) works too.
-    """
-    summ = results.summary or {}
-    per = summ.get("thresholds", summ.get("per_threshold"))
-    if isinstance(per, dict):
-        return [{"label": str(k), **v} for k, v in per.items() if isinstance(v, dict)]
-    if isinstance(per, list):
-        return [e for e in per if isinstance(e, dict)]
-    return []
+    """Per-condition entries of ``summary.json`` (``[]`` when there is none)."""
+    per = (results.summary or {}).get("thresholds")
+    return [e for e in per if isinstance(e, dict)] if isinstance(per, list) else []
 
 
 def _entry_label(e: dict[str, Any]) -> str:
-    if e.get("label") is not None:
-        return str(e["label"])
-    if "clip" in e:
-        return clip_label(e)
-    return threshold_label(e.get("threshold"))
+    return str(e["label"]) if e.get("label") is not None else clip_label(e)
 
 
 def clip_rows(results: Results) -> list[dict[str, Any]]:
@@ -391,16 +370,7 @@ def clip_rows(results: Results) -> list[dict[str, Any]]:
         med = _num(e.get("final_loss"))
         lo, hi = _spread(e.get("final_loss"), med)
         label = _entry_label(e)
-        if isinstance(rec, dict):
-            is_rec = (rec.get("id") is not None and rec.get("id") == e.get("id")) or (
-                rec.get("id") is None
-                and rec.get("label") == label
-                and rec.get("lr") == e.get("lr")
-            )
-        else:
-            is_rec = rec is not None and threshold_label(rec) == threshold_label(
-                e.get("threshold", label)
-            )
+        is_rec = isinstance(rec, dict) and rec.get("id") == e.get("id")
         rows.append(
             {
                 "label": label,
@@ -442,24 +412,19 @@ def clip_rows(results: Results) -> list[dict[str, Any]]:
 
 def recommended(results: Results) -> tuple[str | None, str]:
     """The recommended condition as text (with its lr and stable range) and why."""
-    summ = results.summary or {}
-    rec = summ.get("recommended")
-    reason = summ.get("reason") or summ.get("recommended_reason") or ""
-    if isinstance(rec, dict):
-        reason = rec.get("reason", reason)
-        text = rec.get("label") or clip_label(rec)
-        if rec.get("lr") is not None:
-            text += f" at lr {rec['lr']:g}" if s._is_num(rec["lr"]) else ""
-        rng = rec.get("range")
-        if isinstance(rng, list | tuple) and len(rng) == 2 and rng[0] != rng[1]:
-            text += (
-                f" (thresholds {threshold_label(rng[0])} to "
-                f"{threshold_label(rng[1])} never diverged)"
-            )
-        return text, str(reason)
-    if rec is None:
-        return None, str(reason)
-    return threshold_label(rec), str(reason)
+    rec = (results.summary or {}).get("recommended")
+    if not isinstance(rec, dict):
+        return None, ""
+    text = rec.get("label") or clip_label(rec)
+    if s._is_num(rec.get("lr")):
+        text += f" at lr {rec['lr']:g}"
+    rng = rec.get("range")
+    if isinstance(rng, list | tuple) and len(rng) == 2 and rng[0] != rng[1]:
+        text += (
+            f" (thresholds {threshold_label(rng[0])} to "
+            f"{threshold_label(rng[1])} never diverged)"
+        )
+    return text, str(rec.get("reason", ""))
 
 
 # -- fixed points -------------------------------------------------------------------
