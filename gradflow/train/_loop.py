@@ -17,7 +17,7 @@ from .._measure import hidden_grad_norms
 from ..cells import Cell
 from ..models import Model
 from ..tasks import Batch, Task
-from ._clip import monitor
+from ._clip import MonitorState, monitor
 from ._network import check_fits, model_for
 from ._optim import optimizer as resolve_optimizer
 
@@ -67,6 +67,7 @@ class TrainResult(NamedTuple):
 
 class _Carry(NamedTuple):
     params: Any
+    monitor: MonitorState
     opt_state: Any
     alive: jax.Array
     diverged_at: jax.Array
@@ -148,11 +149,10 @@ def train(
         ...                      steps=300, clip=gf.train.clipper("global_norm", 1.0))
         >>> res.log.loss[-1] < task.chance_loss
     """
-    run, keys, batched = _prepare(
+    setup = _checked(
         model,
         task,
         optimizer,
-        key=key,
         steps=steps,
         learning_rate=learning_rate,
         clip=clip,
@@ -161,8 +161,11 @@ def train(
         profile_batch_size=profile_batch_size,
         divergence_factor=divergence_factor,
         grad_divergence_factor=grad_divergence_factor,
-        batches=batches,
     )
+    keys, batched = _check_key(key)
+    if batches is not None:
+        _check_batches(batches, setup.steps)
+    run = _prepare(setup)
     jit = functools.partial(jax.jit, compiler_options=compiler_options)
     if not batched:
         return jit(run)(keys, batches)
@@ -175,12 +178,26 @@ def train(
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *outs)
 
 
-def _prepare(
+class _Setup(NamedTuple):
+    """``train``'s arguments, checked (the one place they are)."""
+
+    net: Model
+    task: Task
+    monitor: optax.GradientTransformation
+    optimizer: optax.GradientTransformation
+    steps: int
+    batch_size: int
+    record_every: int
+    profile_batch_size: int
+    factor: float
+    grad_factor: float
+
+
+def _checked(
     model,
     task,
     optimizer,
     *,
-    key,
     steps,
     learning_rate,
     clip,
@@ -189,8 +206,7 @@ def _prepare(
     profile_batch_size,
     divergence_factor,
     grad_divergence_factor,
-    batches,
-):
+) -> _Setup:
     if not isinstance(task, Task):
         raise TypeError(
             f"task must be a gradflow.tasks.Task (e.g. gf.tasks.adding(100)), "
@@ -206,16 +222,11 @@ def _prepare(
             f"model must be a gradflow Cell or a gf.models.Model, got "
             f"{type(model).__name__}"
         )
-    steps = check_int("steps", steps)
     batch_size = check_int("batch_size", batch_size)
-    record_every = check_int("record_every", record_every, minimum=0)
     profile_batch_size = (
         batch_size
         if profile_batch_size is None
         else check_int("profile_batch_size", profile_batch_size)
-    )
-    factor = check_float(
-        "divergence_factor", divergence_factor, minimum=1.0, strict=True
     )
     grad_factor = (
         math.inf
@@ -229,10 +240,32 @@ def _prepare(
             f"clip must be an optax.GradientTransformation or None (e.g. "
             f"gf.train.clipper('global_norm', 1.0)), got {type(clip).__name__}"
         )
-    opt = optax.chain(monitor(clip), resolve_optimizer(optimizer, learning_rate))
-    keys, batched = _check_key(key)
-    if batches is not None:
-        _check_batches(batches, steps)
+    return _Setup(
+        net=net,
+        task=task,
+        monitor=monitor(clip),
+        optimizer=resolve_optimizer(optimizer, learning_rate),
+        steps=check_int("steps", steps),
+        batch_size=batch_size,
+        record_every=check_int("record_every", record_every, minimum=0),
+        profile_batch_size=profile_batch_size,
+        factor=check_float(
+            "divergence_factor", divergence_factor, minimum=1.0, strict=True
+        ),
+        grad_factor=grad_factor,
+    )
+
+
+def _prepare(setup: _Setup):
+    """``run(key, batches) -> TrainResult`` for one seed, from checked arguments."""
+    net, task = setup.net, setup.task
+    steps, batch_size = setup.steps, setup.batch_size
+    record_every, profile_batch_size = setup.record_every, setup.profile_batch_size
+    factor, grad_factor = setup.factor, setup.grad_factor
+    # The monitor runs first (it sees the raw gradient and clips it), then the
+    # optimiser: optax.chain(monitor, optimizer), with the monitor's state kept
+    # by name in the carry rather than read back by position from the chain's.
+    mon_t, opt_t = setup.monitor, setup.optimizer
 
     def objective(params, batch):
         outputs = net.logits(params, batch.xs)
@@ -259,7 +292,8 @@ def _prepare(
         nan = jnp.full([], jnp.nan, jnp.float32)
         carry = _Carry(
             params=params,
-            opt_state=opt.init(params),
+            monitor=mon_t.init(params),
+            opt_state=opt_t.init(params),
             alive=jnp.asarray(True),
             diverged_at=jnp.asarray(-1, jnp.int32),
             bad_input_at=jnp.asarray(-1, jnp.int32),
@@ -276,8 +310,8 @@ def _prepare(
             (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(
                 c.params, batch
             )
-            updates, opt_state = opt.update(grads, c.opt_state, c.params)
-            mon = opt_state[0]
+            clipped, mon = mon_t.update(grads, c.monitor, c.params)
+            updates, opt_state = opt_t.update(clipped, c.opt_state, c.params)
             gnorm = mon.norm_before
             finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
             first = jnp.isnan(c.ref_loss) & finite & input_ok
@@ -296,6 +330,7 @@ def _prepare(
             )
             c = _Carry(
                 params=keep(new_params, c.params),
+                monitor=keep(mon, c.monitor),
                 opt_state=keep(opt_state, c.opt_state),
                 alive=c.alive & ~diverge_now,
                 diverged_at=jnp.where(diverge_now, i, c.diverged_at),
@@ -359,7 +394,7 @@ def _prepare(
         )
         return TrainResult(carry.params, log)
 
-    return run, keys, batched
+    return run
 
 
 def _all_finite(xs: jax.Array) -> jax.Array:
