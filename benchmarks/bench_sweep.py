@@ -4,7 +4,7 @@ One grid point (N=32 and 64, T=100, 8 seeds) per measurement and cell. Compile t
 excluded; each number is the median of 3 calls of the compiled point function.
 "loop" calls a function compiled for one seed 8 times (the best a sweep without
 batching could do). The sweep's default (``batching="auto"``) takes the faster
-of vmap and lax.map per measurement (``gradflow.sweep._point.AUTO_BATCHING``).
+of vmap and lax.map per measurement (each spec's ``batching`` in ``gradflow._specs``).
 
 Everything runs with the LAPACK under jax's linalg kernels on one thread, as
 ``gf.sweep.run`` does; ``--threaded-lapack`` leaves SciPy's OpenBLAS at its
@@ -23,9 +23,9 @@ import time
 import jax
 import numpy as np
 
-from gradflow import sweep
-from gradflow._measure._lapack import single_threaded_lapack
-from gradflow.sweep._point import AUTO_BATCHING, point_function
+from gradflow import _specs, sweep
+from gradflow._measure import single_threaded_lapack
+from gradflow.sweep._point import point_function
 
 SEEDS = 8
 MEASURES = {
@@ -101,7 +101,7 @@ def table() -> None:
                 f"{measure:>19} {cell_kind:>5} {size:>3} {1e3 * t_vmap:9.1f} "
                 f"{1e3 * t_map:11.1f} {1e3 * t_loop:9.1f} "
                 f"{t_map / t_vmap:9.2f} {t_loop / min(t_vmap, t_map):10.2f} "
-                f"{AUTO_BATCHING[measure]:>5}",
+                f"{_specs.MEASUREMENTS[measure].batching:>5}",
                 flush=True,
             )
 
