@@ -205,7 +205,12 @@ def test_top_level_names_are_listed_once_for_tools_and_the_lazy_loader():
             for imp in node.body:
                 for alias in imp.names:
                     checked[alias.name] = imp.module
-    lazy = {k: v for k, v in gf._FUNCTIONS.items()}
+    lazy = dict(gf._FUNCTIONS)
+    missing = sorted(set(lazy) - set(checked))
+    assert not missing, (
+        f"{missing}: add them to the `if TYPE_CHECKING:` imports and __all__ of "
+        "gradflow/__init__.py too"
+    )
     assert {k: checked[k] for k in lazy} == lazy
     assert set(checked) == set(lazy) | set(gf._SUBPACKAGES)
     assert sorted(gf.__all__) == sorted([*lazy, *gf._SUBPACKAGES, "__version__"])
