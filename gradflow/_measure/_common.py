@@ -144,21 +144,11 @@ def tree_scale(tree: Any, factor: jax.Array) -> Any:
     return jax.tree_util.tree_map(scale, tree)
 
 
-def top_h(cell: Cell, carry: Any) -> jax.Array:
-    """The hidden output ``h`` inside a carry (the top layer's for a stack)."""
-    return (carry[-1] if cell.layers else carry).h
+def hidden_struct(cell: Cell, params: Any, xs: Any, carry: Any) -> Any:
+    """``hs``'s ``(T, *batch, N)`` shape and dtype, from one step traced on shapes.
 
-
-def with_top_h(cell: Cell, carry: Any, h: jax.Array) -> Any:
-    if cell.layers:
-        return (*carry[:-1], carry[-1]._replace(h=h))
-    return carry._replace(h=h)
-
-
-def check_has_h(cell: Cell, carry: Any) -> None:
-    inner = carry[-1] if cell.layers else carry
-    if not hasattr(inner, "h") or not hasattr(inner, "_replace"):
-        raise TypeError(
-            "hidden-output measurements need a carry with an `h` field (the "
-            f"gradflow cells' carries have one), got {type(inner).__name__}"
-        )
+    Works for any cell (a custom cell need not declare its ``hidden_size``).
+    """
+    x0 = jax.ShapeDtypeStruct(tuple(xs.shape[1:]), xs.dtype)
+    h = jax.eval_shape(cell.step, params, carry, x0)[1]
+    return jax.ShapeDtypeStruct((xs.shape[0], *h.shape), h.dtype)

@@ -11,18 +11,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_choice
 from .._unroll import chunk_length, forward_states, reverse_states
-from ..cells import Cell
+from ..cells import Cell, layer_output_leaves
 from ._common import (
     LN10,
-    check_has_h,
     check_loss_fn,
+    hidden_struct,
     norm,
     prepare,
-    top_h,
     tree_batch_norm,
     tree_scale,
 )
+
+LAYERS = ("top", "all")
 
 
 class GradNormRangeWarning(RuntimeWarning):
@@ -31,6 +33,9 @@ class GradNormRangeWarning(RuntimeWarning):
 
 class GradNorms(NamedTuple):
     """``‖∂L/∂h_t‖`` for every step ``t``.
+
+    With ``layers="all"`` every field gains a leading layer axis: ``(L, T,
+    *batch)`` norms and ``(L, *batch)`` counts, layer 0 nearest the input.
 
     Attributes:
         norms: ``(T, *batch)`` plain norms (``None`` with ``log10=True``):
@@ -62,6 +67,7 @@ def hidden_grad_norms(
     carry: Any = None,
     log10: bool = False,
     remat: bool | int = False,
+    layers: str = "top",
 ) -> GradNorms:
     """``‖∂L/∂h_t‖`` for every step: the total derivative of the loss by ``h_t``.
 
@@ -74,8 +80,16 @@ def hidden_grad_norms(
     for any ``T`` (plain float32 norms underflow after a few hundred steps of
     vanishing and overflow when exploding).
 
+    ``h_t`` is what the step outputs; for any cell whose output is also a
+    leaf of its carry (the built-in cells' ``h``, an LSTM's ``h`` of ``(h,
+    c)``, a custom step that returns its new carry's leaf as ``h``) the
+    later steps reach it through that leaf. A custom step whose output is no
+    leaf of its carry (a readout) feeds only the loss: its total derivative is
+    its own term, and a ``UserWarning`` says so.
+
     Args:
-        cell: a :class:`gradflow.cells.Cell` (a stack measures its top layer).
+        cell: a :class:`gradflow.cells.Cell` (any kind, see
+            :func:`gradflow.cells.custom`).
         params: the cell's params.
         xs: ``(T, *batch, input_size)``, time-major.
         loss_fn: ``loss_fn(hs (T, *batch, N)) -> scalar``. Indexing ``hs``
@@ -88,9 +102,16 @@ def hidden_grad_norms(
         remat: ``True`` or a chunk length ``k`` (``True``: ``ceil(sqrt(T))``)
             keeps one carry per chunk and recomputes each chunk's carries in
             the reverse scan: memory ``O(T/k + k)`` carries besides ``hs``.
+        layers: for a stack, ``"top"`` (default) measures the top layer's
+            ``h``; ``"all"`` measures every layer's ``h_{l,t}`` in the same
+            reverse pass (each including its paths through the layers above
+            and through later steps): fields ``(L, T, *batch)``, for
+            :func:`gradflow.plots.layer_heatmap`. Other cells count as one
+            layer.
 
     Returns:
-        A :class:`GradNorms` with ``(T, *batch)`` fields.
+        A :class:`GradNorms` with ``(T, *batch)`` fields (``(L, T, *batch)``
+        with ``layers="all"``).
 
     Example:
         >>> loss = lambda hs: jnp.sum(hs[-1] ** 2)
@@ -98,11 +119,18 @@ def hidden_grad_norms(
         >>> prof.log10_norms        # (T, batch)
     """
     carry, batch = prepare(cell, params, xs, carry)
-    check_has_h(cell, carry)
-    hs_shape = (xs.shape[0], *batch, cell.hidden_size)
-    check_loss_fn(loss_fn, hs_shape, top_h(cell, carry).dtype)
+    check_choice("layers", layers, LAYERS)
+    hs = hidden_struct(cell, params, xs, carry)
+    check_loss_fn(loss_fn, hs.shape, hs.dtype)
     chunk = chunk_length(remat, xs.shape[0])
-    out = _log10_grad_norms(cell, params, xs, loss_fn, carry, len(batch), chunk)
+    x0 = jax.ShapeDtypeStruct(tuple(xs.shape[1:]), xs.dtype)
+    found = layer_output_leaves(
+        cell, params, carry, jax.eval_shape(cell.project, params, x0), len(batch)
+    )
+    _warn_not_in_carry(cell, found if layers == "all" else found[-1:])
+    out = _log10_grad_norms(
+        cell, params, xs, loss_fn, carry, len(batch), chunk, found, layers == "all"
+    )
     if log10:
         return out._replace(norms=None)
     jax.debug.callback(_warn_range, out.overflow, out.underflow, xs.shape[0])
@@ -122,8 +150,32 @@ def _warn_range(overflow: np.ndarray, underflow: np.ndarray, steps: int) -> None
         )
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5, 6))
-def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank, chunk):
+def _warn_not_in_carry(cell: Cell, found: tuple[int | None, ...]) -> None:
+    missing = [i for i, leaf in enumerate(found) if leaf is None]
+    if missing:
+        label = cell.name or cell.kind
+        warnings.warn(
+            f"hidden_grad_norms: the output h of cell {label!r} (layer(s) "
+            f"{missing}) is no leaf of its carry, so no later step depends on "
+            "it and ||dL/dh_t|| is its own term in the loss only; return the "
+            "carry's leaf itself as h to measure the gradient through time, or "
+            "use jacobian_norms for the carry",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _pick(u: Any, leaf: int | None, other: jax.Array) -> jax.Array:
+    """``u``'s leaf number ``leaf`` plus ``other`` (just ``other`` for ``None``)."""
+    if leaf is None:
+        return other
+    return jax.tree_util.tree_leaves(u)[leaf] + other
+
+
+@partial(jax.jit, static_argnums=(0, 3, 5, 6, 7, 8))
+def _log10_grad_norms(
+    cell, params, xs, loss_fn, carry, batch_rank, chunk, found, per_layer
+):
     fwd = forward_states(cell, params, xs, carry, remat=chunk or False)
     direct = jax.grad(loss_fn)(fwd.hs)
 
@@ -149,16 +201,23 @@ def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank, chunk):
         w_direct = jnp.exp(log_d - top)
         u = tree_scale(u, w_carry)
         d_scaled = tree_scale(d_unit, w_direct)
-        g_t = top_h(cell, u) + d_scaled
-        log_g = top + log_norm(g_t)
-        # The step's Jacobian at the carry entering it (c_t, not c_{t+1}).
-        _, vjp = jax.vjp(lambda c: cell.recur(params, c, xw_t), c_t)
-        (ct,) = vjp((u, d_scaled))
+        if per_layer and cell.layers:
+            ct, log_g = _layer_vjps(cell, params, c_t, xw_t, u, d_scaled, offsets)
+            log_g = top[None] + log_g  # (L, *batch)
+        else:
+            g_t = _pick(u, found[-1], d_scaled)
+            log_g = top + log_norm(g_t)
+            # The step's Jacobian at the carry entering it (c_t, not c_{t+1}).
+            _, vjp = jax.vjp(lambda c: cell.recur(params, c, xw_t), c_t)
+            (ct,) = vjp((u, d_scaled))
+            if per_layer:
+                log_g = log_g[None]
         ct_norm = tree_batch_norm(ct, batch_rank)
         safe = jnp.where(ct_norm > 0, ct_norm, 1.0)
         u = tree_scale(ct, 1.0 / safe)
         return (u, top + jnp.log(ct_norm)), log_g / LN10
 
+    offsets = _layer_offsets(cell, carry, found)
     zero = jax.tree_util.tree_map(jnp.zeros_like, carry)
     start = jnp.full(direct.shape[1:-1], -jnp.inf, direct.dtype)
     _, logs = reverse_states(
@@ -172,7 +231,49 @@ def _log10_grad_norms(cell, params, xs, loss_fn, carry, batch_rank, chunk):
         remat=chunk or False,
     )
     plain, over, under = _plain(logs)
+    if per_layer:  # (T, L, *batch) -> (L, T, *batch)
+        logs, plain = (jnp.moveaxis(a, 0, 1) for a in (logs, plain))
     return GradNorms(plain, logs, over, under)
+
+
+def _layer_offsets(cell: Cell, carry: Any, found) -> tuple[int | None, ...]:
+    """Each layer's output leaf counted within that layer's own carry."""
+    if not cell.layers:
+        return found
+    out, offset = [], 0
+    for c, leaf in zip(carry, found, strict=True):
+        out.append(None if leaf is None else leaf - offset)
+        offset += len(jax.tree_util.tree_leaves(c))
+    return tuple(out)
+
+
+def _layer_vjps(cell: Cell, params, c_t, x_t, u, d_top, leaves):
+    """One step of a stack, backwards layer by layer.
+
+    ``u`` is the (scaled) cotangent of the carry leaving the step, ``d_top``
+    the loss's direct cotangent of the top output. Layer ``l``'s output
+    ``h_l`` reaches the loss through its carry leaf (``u[l]``) and through the
+    layer above at this step (or the loss, on top): its total cotangent is
+    their sum. Returns the cotangent of the carry entering the step and
+    ``(L, *batch)`` log norms of every layer's total cotangent.
+    """
+    vjps, x = [], x_t
+    for i, (layer, p, c) in enumerate(zip(cell.layers, params, c_t, strict=True)):
+        if i == 0:  # nothing below the input needs its cotangent
+            (_, h), vjp = jax.vjp(lambda c, p=p, f=layer.step, x=x: f(p, c, x), c)
+        else:
+            (_, h), vjp = jax.vjp(lambda c, x, p=p, f=layer.step: f(p, c, x), c, x)
+        vjps.append(vjp)
+        x = h
+    above, cts, logs = d_top, [None] * len(vjps), [None] * len(vjps)
+    for i in reversed(range(len(vjps))):
+        g = _pick(u[i], leaves[i], above)
+        logs[i] = jnp.log(norm(g, axis=-1))
+        back = vjps[i]((u[i], above))
+        cts[i] = back[0]
+        if i:
+            above = back[1]
+    return tuple(cts), jnp.stack(logs)
 
 
 def _plain(logs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from .._unroll import chunk_length, forward_states, reverse_states, unroll
 from ..cells import Cell
-from ._common import check_loss_fn, norm, prepare
+from ._common import check_loss_fn, hidden_struct, norm, prepare
 
 
 class ParamGradByStep(NamedTuple):
@@ -75,9 +75,9 @@ def param_grad_by_step(
         >>> by_step = gf.param_grad_by_step(cell, params, xs, loss)
         >>> by_step.share["W_hh"]        # (T,), sums to 1
     """
-    carry, batch = prepare(cell, params, xs, carry)
-    hs_shape = (xs.shape[0], *batch, cell.hidden_size)
-    check_loss_fn(loss_fn, hs_shape, xs.dtype)
+    carry, _ = prepare(cell, params, xs, carry)
+    hs = hidden_struct(cell, params, xs, carry)
+    check_loss_fn(loss_fn, hs.shape, hs.dtype)
     chunk = chunk_length(remat, xs.shape[0])
     return _by_step(cell, params, xs, loss_fn, carry, contributions, chunk)
 
