@@ -162,3 +162,23 @@ def test_audit_never_imports_jax(tmp_path):
         "assert 'jax' not in sys.modules, 'jax was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_audit_reads_a_results_directory_point_and_seed(tmp_path):
+    from gradflow import results
+
+    (tmp_path / "points").mkdir()
+    (tmp_path / "config.toml").write_text('[experiment]\nkind = "clipping"\n')
+    norms = np.array([[1.0, 2.0, 3.0, np.nan], [4.0, 5.0, 6.0, 7.0]], np.float32)
+    loss = np.array([[1.0, 1.0, 1.0, np.nan], [1.0, 1.0, 1.0, 1.0]], np.float32)
+    for pid in ("a", "b"):
+        results.save_point(tmp_path, pid, {"grad_norm": norms, "loss": loss})
+        results.write_metrics(tmp_path, {"id": pid, "coords": {}, "metrics": {}})
+    log = read_log(tmp_path, point="b", seed=0)
+    # a diverged seed's absent steps (NaN loss and norm) are left out, not data
+    assert log.grad_norm.tolist() == [1.0, 2.0, 3.0] and log.step.tolist() == [0, 1, 2]
+    assert read_log(tmp_path, seed=1).grad_norm.tolist() == [4.0, 5.0, 6.0, 7.0]
+    with pytest.raises(ValueError, match="point must be one of"):
+        read_log(tmp_path, point="c")
+    with pytest.raises(ValueError, match="seed must be < 2"):
+        read_log(tmp_path, seed=2)
