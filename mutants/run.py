@@ -8,7 +8,7 @@ files there. A failing run means the mutant was *caught*; a passing run means
 it *survived* (a blind spot in the tests). A snippet that no longer occurs
 exactly once is *stale*: the code moved on and the entry needs updating. A run
 that ends in anything but test failures (a collection error, say) is an *error*,
-not a catch.
+not a catch; a run past ``--timeout`` is a *timeout* (no verdict).
 
 Usage::
 
@@ -80,7 +80,7 @@ def _pytest(where: Path, tests: list[str], timeout: float) -> tuple[int, str]:
 
 
 def run_mutant(entry: dict, clean: Path, timeout: float) -> tuple[str, str]:
-    """``(verdict, detail)``: caught, survived, stale, invalid or error."""
+    """``(verdict, detail)``: caught, survived, stale, invalid, error or timeout."""
     source = (clean / entry["file"]).read_text()
     if source.count(entry["find"]) != 1:
         return "stale", f"snippet found {source.count(entry['find'])} times"
@@ -100,7 +100,8 @@ def run_mutant(entry: dict, clean: Path, timeout: float) -> tuple[str, str]:
     if code == 0:
         return "survived", last
     if code == -1:
-        return "caught", "tests timed out (counted as caught: the run did not pass)"
+        # a slow machine is not a failing test: say so, and let a rerun decide
+        return "timeout", f"no verdict within {timeout:.0f} s (rerun with --timeout)"
     if code != 1:
         # pytest: 2 interrupted or collection error, 3 internal, 4 usage, 5 no tests
         return "error", f"pytest exit {code}, not a test failure: {last}"
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.setdefault(verdict, []).append(e["name"])
             took = time.perf_counter() - t0
             print(f"{verdict:>8}  {e['name']}  [{took:.0f} s]  {detail}", flush=True)
-    kinds = ("caught", "survived", "stale", "invalid", "error")
+    kinds = ("caught", "survived", "stale", "invalid", "error", "timeout")
     counts = ", ".join(f"{len(verdicts.get(v, []))} {v}" for v in kinds)
     print(f"\n{len(entries)} mutants: {counts}")
     for v in kinds[1:]:
