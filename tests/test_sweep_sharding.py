@@ -43,8 +43,12 @@ SCRIPT = textwrap.dedent(
         mx = {k: v for k, v in rec["metrics"].items() if k != "half_life"}
         (other,) = b.select(**rec["coords"])
         for k, v in mx.items():
-            diff = float(np.max(np.abs(np.array(v) - np.array(other["metrics"][k]))))
-            report["max_diff"] = max(report["max_diff"], diff)
+            # null (a non-finite value, e.g. an unreached memory horizon) is NaN;
+            # both runs must have it at the same seeds.
+            p, q = (np.array(m, dtype=float) for m in (v, other["metrics"][k]))
+            same_nan = np.array_equal(np.isnan(p), np.isnan(q))
+            diff = float(np.max(np.abs(np.where(np.isnan(p), 0.0, p - q))))
+            report["max_diff"] = max(report["max_diff"], diff if same_nan else 1e9)
     print(json.dumps(report))
     """
 )
