@@ -15,7 +15,7 @@ from gradflow.plots._clipping import (
     grad_norm_histogram,
     loss_curves,
 )
-from gradflow.plots._common import finite_median, fit_decay
+from gradflow.plots._common import finite_median, fit_decay, num
 from gradflow.plots._dynamics import (
     RATE,
     jacobian_singular_values,
@@ -63,6 +63,7 @@ __all__ = [
     "loss_curves",
     "lyapunov_spectrum",
     "metric_against",
+    "num",
     "param_grad_share",
     "pascanu_bound",
     "phase_diagram",

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from gradflow import plots
-from gradflow.plots._common import num
+from gradflow.plots import num
 from gradflow.report import _select as s
 from gradflow.results import Results
 
