@@ -111,11 +111,6 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "vanishing at the decay rate in the legend (fitted to the median), "
                 "a rising one explodes, a flat one keeps memory.",
             ),
-            "layer_heatmap": Figure(
-                _R + "layer_heatmap",
-                "‖∂L/∂h_t‖ over time step and layer of the stack: look for the "
-                "layer where the gradient of early steps dies out first.",
-            ),
             "decay_rate_vs_gain": Figure(
                 _R + "decay_rate_vs_gain",
                 "Fitted gradient decay rate against gain: above the dashed line "
@@ -138,6 +133,22 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "−ln(γσ_max) of Pascanu et al. (2013): left of σ_max = 1/γ "
                 "vanishing is guaranteed, and every point should lie on or above "
                 "the bound curve.",
+            ),
+        },
+    ),
+    "layer_grad_norms": Measurement(
+        run=_M + "layer_grad_norms",
+        defaults={"loss": "last_linear"},
+        arrays={"log10_layer_grad_norms": ("seed", "layer", "step")},
+        metrics={"log10_grad_norm_step0_bottom": "log10 ‖∂L/∂h_0‖ (bottom layer)"},
+        batching="vmap",
+        figures={
+            "layer_heatmap": Figure(
+                _R + "layer_heatmap",
+                "‖∂L/∂h_{l,t}‖ over time step and layer of the deepest stack "
+                "(every layer's own h, all its paths to the loss): compare how "
+                "fast the colour fades along time with how fast it fades down "
+                "the layers.",
             ),
         },
     ),

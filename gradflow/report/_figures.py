@@ -115,9 +115,13 @@ def _find_int(config: Any, keys: tuple[str, ...]) -> int | None:
 
 
 def layer_heatmap(results: Results) -> Figure | None:
+    # the deepest stack of a layers axis: the one with the most to show
+    depths = [r["coords"].get("layers", 1) for r in results.records]
+    at = {"layers": max(depths)} if len(set(depths)) > 1 else {}
     for name, axes in results.axes.items():
-        if axes == ["seed", "layer", "step"]:
-            arr, fixed = _one(results, name)
+        if axes == ["seed", "layer", "step"] and name in results.axes:
+            lines, fixed = s.pick(results.records, max_lines=1, at=at)
+            arr = _arrays(results, lines[0][1], name) if lines else None
             if arr is not None and arr.ndim == 3:
                 return _shown_at(plots.layer_heatmap(arr), fixed)
     return None

@@ -12,7 +12,7 @@ from gradflow.results import Results, clip_label, threshold_label
 
 # Coordinates worth a line of their own, most telling first. Others (sequence
 # length, learning rate, ...) get lines only when none of these varies.
-LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size")
+LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size", "layers")
 MAX_LINES = 7
 
 _MISSING = object()

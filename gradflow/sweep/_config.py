@@ -31,7 +31,9 @@ NOISE_INPUTS = ("gaussian", "uniform", "zeros")
 LOSSES = ("last_linear", "last_square", "sum_linear")
 
 #: The grid axes of a ``measure`` experiment, in the order point ids use.
-AXES = ("cell", "hidden_size", "init", "gain", "length", "input")
+#: ``layers`` (cells stacked, each of ``hidden_size``) is an axis only in
+#: configs that name it, so the point ids of the others stay as they were.
+AXES = ("cell", "hidden_size", "init", "gain", "length", "input", "layers")
 
 
 def task_inputs() -> tuple[str, ...]:
@@ -227,6 +229,15 @@ def _grid(where: str, raw: Any) -> dict[str, Any]:
         "length": _ints(where, "[grid] length", g["length"], minimum=1, maximum=10**6),
         "input": _choices(where, "[grid] input", g["input"], inputs()),
         "seeds": _seeds(where, g["seeds"]),
+        **(
+            {
+                "layers": _ints(
+                    where, "[grid] layers", g["layers"], minimum=1, maximum=16
+                )
+            }
+            if "layers" in g
+            else {}
+        ),
     }
 
 
@@ -335,7 +346,7 @@ def _quick_section(where: str, raw: Any) -> dict[str, Any]:
 
 
 def _smallest_state(grid: Mapping[str, Any]) -> int:
-    return min(
+    return min(grid.get("layers", [1])) * min(
         _names.state_size(c, n) for c in grid["cell"] for n in grid["hidden_size"]
     )
 
@@ -433,6 +444,8 @@ def quick_measure(config: dict[str, Any]) -> dict[str, Any]:
     for axis in ("init", "input"):
         grid[axis] = grid[axis][:1]
     grid["gain"] = _ends(grid["gain"], 2)
+    if "layers" in grid:
+        grid["layers"] = _ends(grid["layers"], 2)
     grid["seeds"] = grid["seeds"][: lim["seeds"]]
     grid["length"] = [min(min(grid["length"]), lim["length"])]
     grid["hidden_size"] = [min(min(grid["hidden_size"]), lim["hidden_size"])]

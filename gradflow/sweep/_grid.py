@@ -29,7 +29,8 @@ def expand_grid(config: Mapping[str, Any]) -> list[Point]:
     """The points of a resolved ``measure`` config, in a fixed order.
 
     Axes vary slowest-first in the order ``cell, hidden_size, init, gain,
-    length, input``; every point carries all the config's seeds.
+    length, input`` (then ``layers`` where the config has it); every point
+    carries all the config's seeds.
 
     Example:
         >>> cfg = gf.sweep.validate({"grid": {"cell": ["rnn", "gru"], "seeds": 2}})
@@ -44,7 +45,8 @@ def expand_grid(config: Mapping[str, Any]) -> list[Point]:
     grid = config["grid"]
     seeds = tuple(int(s) for s in grid["seeds"])
     points = []
-    for values in itertools.product(*(grid[a] for a in AXES)):
-        coords = dict(zip(AXES, values, strict=True))
+    axes = [a for a in AXES if a in grid]  # layers: only where a config names it
+    for values in itertools.product(*(grid[a] for a in axes)):
+        coords = dict(zip(axes, values, strict=True))
         points.append(Point(results.point_id(coords), coords, seeds))
     return points

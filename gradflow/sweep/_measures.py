@@ -57,6 +57,16 @@ def grad_norms(ctx: PointContext, params, xs, u):
     return {"log10_grad_norms": log10}, metrics
 
 
+def layer_grad_norms(ctx: PointContext, params, xs, u):
+    loss_fn = make_loss(ctx.options["loss"], u)
+    # Every layer of a stack in one reverse pass, in log space; (layers, T).
+    prof = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True, layers="all")
+    log10 = prof.log10_norms
+    return {"log10_layer_grad_norms": log10}, {
+        "log10_grad_norm_step0_bottom": log10[0, 0]
+    }
+
+
 def jacobian_norms(ctx: PointContext, params, xs, u):
     jac = gf.jacobian_norms(ctx.cell, params, xs)
     return {"jacobian_log10_norms": jac.log10_norms}, {}
@@ -79,12 +89,18 @@ def lyapunov(ctx: PointContext, params, xs, u):
 def param_grad_by_step(ctx: PointContext, params, xs, u):
     loss = ctx.measure.get("grad_norms", {}).get("loss", "last_linear")
     by_step = gf.param_grad_by_step(ctx.cell, params, xs, make_loss(loss, u))
-    return {"param_grad_share": by_step.share["W_hh"]}, {}
+    # a stack's share: its top layer's W_hh
+    share = by_step.share[-1] if ctx.cell.layers else by_step.share
+    return {"param_grad_share": share["W_hh"]}, {}
 
 
 def bound(ctx: PointContext, params, xs, u):
     b = gf.vanishing_bound(ctx.cell, params, ctx.activation)
-    return {}, {"sigma_max_whh": b.sigma_max, "pascanu_bound": b.bound}
+    # a stack: the largest over its layers (the layer furthest from vanishing)
+    return {}, {
+        "sigma_max_whh": jnp.max(b.sigma_max),
+        "pascanu_bound": jnp.max(b.bound),
+    }
 
 
 def fixed_points(ctx: PointContext, params, xs, u):

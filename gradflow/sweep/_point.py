@@ -38,11 +38,15 @@ def signature(config: Mapping[str, Any], coords: Mapping[str, Any]) -> tuple:
         coords["init"],
         coords["length"],
         coords["input"],
+        coords.get("layers", 1),
     )
 
 
 def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells.Cell:
-    """The point's cell with gain 1 (the sweep scales ``W_hh`` by the gain)."""
+    """The point's cell with gain 1 (the sweep scales ``W_hh`` by the gain).
+
+    With a ``layers`` coordinate above 1, a stack of that many such cells.
+    """
     opts = config["cell"]
     kwargs: dict[str, Any] = {
         "recurrent_init": coords["init"],
@@ -52,7 +56,9 @@ def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells
     for key in _names.CELLS[coords["cell"]].options:
         if key in opts:
             kwargs[key] = opts[key]
-    return make_cell(coords["cell"], coords["hidden_size"], **kwargs)
+    cell = make_cell(coords["cell"], coords["hidden_size"], **kwargs)
+    layers = coords.get("layers", 1)
+    return gf.cells.stack([cell] * layers) if layers > 1 else cell
 
 
 def seed_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -133,7 +139,7 @@ def point_function(
         k_p, k_x, k_u = seed_keys(seed)
         if params is None:
             params = cell.init(k_p, size)
-        params = {**params, "W_hh": gain * params["W_hh"]}
+        params = _scale_w_hh(params, gain)
         xs = sample_input(coords["input"], k_x, (length, size), scale)
         u = jax.random.normal(k_u, (cell.hidden_size,))
         return params, xs, u / jnp.linalg.norm(u)
@@ -161,6 +167,13 @@ def point_function(
     if sharding is None:
         return jax.jit(batched, compiler_options=compiler_options)
     return jax.jit(batched, out_shardings=sharding, compiler_options=compiler_options)
+
+
+def _scale_w_hh(params: Any, gain: jax.Array) -> Any:
+    """``W_hh`` times the gain (every layer's, for a stack's tuple of params)."""
+    if isinstance(params, tuple):
+        return tuple(_scale_w_hh(p, gain) for p in params)
+    return {**params, "W_hh": gain * params["W_hh"]}
 
 
 def _batch(fn: Callable, mode: str, sharding) -> Callable:
