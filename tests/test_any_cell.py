@@ -263,3 +263,16 @@ def test_layers_must_be_top_or_all():
     cell, params = _stack()
     with pytest.raises(ValueError, match=r"layers must be one of \('top', 'all'\)"):
         gf.hidden_grad_norms(cell, params, _xs(), loss_fn, layers="every")
+
+
+def test_vanishing_bound_needs_w_hh_for_custom_cells():
+    module = eqx.nn.GRUCell(D, N, key=KEY)
+    cell, params = gf.from_equinox(module)
+    with pytest.raises(TypeError, match=r"'GRUCell' \(custom\) has no W_hh.*w_hh="):
+        gf.vanishing_bound(cell, params)
+    got = gf.vanishing_bound(cell, params, w_hh=params.weight_hh)
+    sigma = np.linalg.norm(np.asarray(module.weight_hh, np.float64), 2)
+    np.testing.assert_allclose(got.sigma_max, sigma, rtol=1e-5)
+    assert not bool(got.exact)
+    with pytest.raises(ValueError, match=r"w_hh must be a recurrent matrix"):
+        gf.vanishing_bound(cell, params, w_hh=jnp.ones(N))

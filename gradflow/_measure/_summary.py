@@ -137,7 +137,11 @@ def _fit(values, log10, start, stop):
 
 
 def vanishing_bound(
-    cell: Cell, params: Any, activation: str = "tanh"
+    cell: Cell,
+    params: Any,
+    activation: str = "tanh",
+    *,
+    w_hh: Any = None,
 ) -> VanishingBound:
     """Pascanu et al. (2013)'s sufficient condition for vanishing gradients.
 
@@ -148,6 +152,11 @@ def vanishing_bound(
             ``"tanh"``, ``"relu"``, ``"linear"`` (γ = 1) or ``"sigmoid"``
             (γ = 1/4). Gated cells always use γ = 1 (see
             :class:`VanishingBound`).
+        w_hh: the recurrent matrix to use instead of ``params["W_hh"]``: for
+            a custom, Equinox or Flax cell, whose params gradflow cannot read
+            a ``W_hh`` from (e.g. ``params.weight_hh`` of an Equinox GRU).
+            Such a cell without ``w_hh`` is an error that says so. ``exact``
+            is False for it (the theorem is the tanh RNN's).
 
     Returns:
         A :class:`VanishingBound` (scalars; ``(L,)`` for a stack).
@@ -158,6 +167,23 @@ def vanishing_bound(
     check_choice("activation", activation, tuple(GAMMAS))
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be a gradflow Cell, got {type(cell).__name__}")
+    if w_hh is not None:
+        shape = getattr(w_hh, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] % shape[1]:
+            raise ValueError(
+                "w_hh must be a recurrent matrix of shape (G*N, N), got "
+                f"{shape if shape is not None else type(w_hh).__name__}"
+            )
+        if cell.layers:
+            raise ValueError("w_hh is for one cell, got a stack; pass its layers")
+        return _layer_bound(cell, {"W_hh": jnp.asarray(w_hh)}, activation)
+    if cell.kind == "custom":
+        label = cell.name or cell.kind
+        raise TypeError(
+            f"vanishing_bound needs the recurrent matrix, and cell {label!r} "
+            "(custom) has no W_hh gradflow can read: pass w_hh= (e.g. "
+            "params.weight_hh of an Equinox cell)"
+        )
     if cell.layers:
         parts = [
             _layer_bound(c, p, activation)
