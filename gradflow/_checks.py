@@ -22,6 +22,20 @@ def is_concrete(x: Any) -> bool:
         return True
 
 
+def check_key(name: str, key: Any) -> None:
+    """A ``jax.random`` key: typed (``jax.random.key``) or raw ``uint32 (2,)``."""
+    import jax
+
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == np.uint32 and tuple(getattr(key, "shape", ())) == (2,):
+        return
+    shape = getattr(key, "shape", None)
+    got = f"{type(key).__name__} {key!r}" if shape is None else f"{dtype}{shape}"
+    raise TypeError(f"{name} must be a jax.random.key(seed), got {got}")
+
+
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """An integer (not a bool) that is at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

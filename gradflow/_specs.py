@@ -187,6 +187,7 @@ MEASUREMENTS: dict[str, Measurement] = {
         arrays={
             "lyapunov_exponents": ("seed", "k"),
             "lyapunov_running": ("seed", "step", "k"),
+            "lyapunov_resolved": ("seed", "k"),
         },
         metrics={"lambda_max": "λ_max (nats / step)"},
         batching="vmap",

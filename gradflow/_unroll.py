@@ -13,6 +13,7 @@ from jax import lax
 
 from ._checks import check_int, check_sequence
 from .cells import Cell
+from .cells._cell import check_params
 
 
 def check_cell(cell: Any) -> Cell:
@@ -27,6 +28,7 @@ def check_cell(cell: Any) -> Cell:
 def resolve_carry(cell: Cell, params: Any, xs: Any, carry: Any, name: str = "xs"):
     """Check ``xs`` against the cell and return ``carry`` (zeros when ``None``)."""
     check_cell(cell)
+    check_params(cell, params, _input_size(cell, params, xs))
     batch = check_sequence(name, xs, cell.input_size(params))
     expected = cell.initial_carry(batch, xs.dtype)
     if carry is None:
@@ -55,6 +57,15 @@ def resolve_carry(cell: Cell, params: Any, xs: Any, carry: Any, name: str = "xs"
             f"carry must have the dtype of {name}, {xs.dtype}, got {bad[0]}"
         )
     return carry
+
+
+def _input_size(cell: Cell, params: Any, xs: Any) -> int | None:
+    """``D`` as the params say (else as ``xs`` says) to check the params by."""
+    try:
+        return int(cell.input_size(params))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        shape = getattr(xs, "shape", None)
+        return int(shape[-1]) if shape else None
 
 
 def _describe(tree: Any) -> str:
@@ -236,18 +247,39 @@ def forward_states(
         )
         return Forward(carry, hs, saved, None if visit is None else (state, ys))
 
-    def run_block(c_and_v, block):
-        entering = c_and_v[0]
-        c_and_v, (_, hs, ys) = lax.scan(body, c_and_v, cell.project(params, block))
-        return c_and_v, (entering, hs, ys)
+    # Each chunk's outputs are written into one (T, ...) buffer in place (a
+    # concatenation of the chunks, or a slice of a padded buffer, would copy
+    # it: twice the memory of hs at the peak).
+    head, tail = divmod(steps, chunk)
 
-    head, tail = _split_blocks(xs, chunk)
-    (carry, state), (saved, hs, ys) = lax.scan(run_block, (carry, state), head)
-    hs, ys = (_join_blocks(a) for a in (hs, ys))
-    if tail is not None:
-        (carry, state), (last, hs_t, ys_t) = run_block((carry, state), tail)
+    def run_block(state, start, length):
+        c_and_v, bufs = state
+        block = lax.dynamic_slice_in_dim(xs, start, length)
+        new, (_, hs, ys) = lax.scan(body, c_and_v, cell.project(params, block))
+        bufs = jax.tree_util.tree_map(
+            lambda buf, y: lax.dynamic_update_slice_in_dim(buf, y, start, 0),
+            bufs,
+            (hs, ys),
+        )
+        return (new, bufs), c_and_v[0]
+
+    shapes = jax.eval_shape(
+        lambda: lax.scan(body, (carry, state), cell.project(params, xs[:1]))[1][1:]
+    )
+    bufs = jax.tree_util.tree_map(
+        lambda a: jnp.zeros((steps, *a.shape[1:]), a.dtype), shapes
+    )
+    ((carry, state), bufs), saved = lax.scan(
+        lambda st, b: run_block(st, b * chunk, chunk),
+        ((carry, state), bufs),
+        jnp.arange(head),
+    )
+    if tail:
+        ((carry, state), bufs), last = run_block(
+            ((carry, state), bufs), head * chunk, tail
+        )
         saved = _append(saved, jax.tree_util.tree_map(lambda a: a[None], last))
-        hs, ys = _append(hs, hs_t), _append(ys, ys_t)
+    hs, ys = bufs
     return Forward(carry, hs, saved, None if visit is None else (state, ys))
 
 
@@ -283,24 +315,33 @@ def reverse_states(
             body, init, (saved, cell.project(params, xs), extra), reverse=True
         )
 
-    def run_block(state, inp):
-        entering, block, extra_b = inp
+    # Blocks are read out of xs and extra with dynamic slices, not split off
+    # beforehand (a slice of (T, ...) arrays up front would copy them).
+    head, tail = divmod(steps, chunk)
+
+    def run_block(state, entering, start, length):
+        block = lax.dynamic_slice_in_dim(xs, start, length)
+        extra_b = jax.tree_util.tree_map(
+            lambda a: lax.dynamic_slice_in_dim(a, start, length), extra
+        )
         xw = cell.project(params, block)
         carries = lax.scan(lambda c, x: (cell.recur(params, c, x)[0], c), entering, xw)[
             1
         ]
         return lax.scan(body, state, (carries, xw, extra_b), reverse=True)
 
-    head, tail = _split_blocks(xs, chunk)
-    extra_head, extra_tail = _split_blocks(extra, chunk)
-    n_blocks = head.shape[0]
     state = init
     ys_tail = None
-    if tail is not None:
-        last = jax.tree_util.tree_map(lambda a: a[n_blocks], saved)
-        state, ys_tail = run_block(state, (last, tail, extra_tail))
-    first = jax.tree_util.tree_map(lambda a: a[:n_blocks], saved)
-    state, ys = lax.scan(run_block, state, (first, head, extra_head), reverse=True)
+    if tail:
+        last = jax.tree_util.tree_map(lambda a: a[head], saved)
+        state, ys_tail = run_block(state, last, head * chunk, tail)
+    first = jax.tree_util.tree_map(lambda a: a[:head], saved)
+    state, ys = lax.scan(
+        lambda st, inp: run_block(st, inp[0], inp[1] * chunk, chunk),
+        state,
+        (first, jnp.arange(head)),
+        reverse=True,
+    )
     ys = _join_blocks(ys)
     if ys_tail is not None:
         ys = _append(ys, ys_tail)

@@ -290,3 +290,18 @@ def test_plots_never_import_jax():
         "assert 'jax' not in sys.modules, 'jax imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_lyapunov_unresolved_exponents_drawn_as_bounds():
+    ex = {"f32": np.array([[-1.0, -20.0, -80.0], [-1.1, -21.0, -85.0]])}
+    resolved = {"f32": np.array([[True, True, False], [True, False, False]])}
+    fig = plots.lyapunov_spectrum(ex, resolved=resolved)
+    ax = fig.axes[0]
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]
+    assert len(marks) == 1
+    np.testing.assert_array_equal(marks[0].get_xdata(), [2.0, 3.0])
+    np.testing.assert_allclose(marks[0].get_ydata(), [-20.5, -82.5])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "upper bound (not resolved)" in labels
+    with pytest.raises(ValueError, match="must have the exponents' shape"):
+        plots.lyapunov_spectrum(ex, resolved={"f32": np.ones((2, 2), bool)})

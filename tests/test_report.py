@@ -44,6 +44,7 @@ def measure_dir(d: Path, figures=None) -> dict[str, float]:
             "jacobian_log10_singular_values": ["seed", "lag", "k"],
             "lyapunov_exponents": ["seed", "k"],
             "lyapunov_running": ["seed", "step", "k"],
+            "lyapunov_resolved": ["seed", "k"],
             "param_grad_share": ["seed", "step"],
         },
     )
@@ -68,6 +69,10 @@ def measure_dir(d: Path, figures=None) -> dict[str, float]:
                         "lyapunov_exponents": ex,
                         "lyapunov_running": np.broadcast_to(
                             ex[:, None, :], (SEEDS, T, 3)
+                        ),
+                        # the LSTM's smallest exponent is only a bound in seed 0
+                        "lyapunov_resolved": np.array(
+                            [[True, True, cell == "rnn"], [True, True, True]]
                         ),
                         "param_grad_share": np.full((SEEDS, T), 1.0 / T),
                     },
@@ -239,6 +244,8 @@ def test_measure_report_has_every_supported_figure_and_the_table(tmp_path):
     text = " ".join(page.text)
     for name in expected:
         assert report.CAPTIONS[name] in text
+    # an exponent the precision cannot resolve is flagged in the caption
+    assert "2 of 12 exponents (v markers) are upper bounds" in text  # 2 LSTM lines
     # The summary table: decay rate ln 2 = 0.6931 for the rnn at gain 0.5, and
     # its half-life 1 step; the exploding rnn has no finite half-life.
     rate = rates[R.point_id({"cell": "rnn", "gain": 0.5, "length": 6})]

@@ -74,6 +74,7 @@ def test_closed_form_numbers(full_run):
         "log10_grad_norms": ["seed", "step"],
         "lyapunov_exponents": ["seed", "k"],
         "lyapunov_running": ["seed", "step", "k"],
+        "lyapunov_resolved": ["seed", "k"],
     }
     steps = np.arange(T)
     for gain in GAINS:
@@ -88,6 +89,7 @@ def test_closed_form_numbers(full_run):
             arrays["lyapunov_exponents"], math.log(gain), atol=1e-5
         )
         assert arrays["lyapunov_running"].shape == (3, T - 2, 2)
+        assert arrays["lyapunov_resolved"].all()  # ρQ: equal exponents
         m = rec["metrics"]
         np.testing.assert_allclose(m["decay_rate"], -math.log(gain), atol=1e-5)
         np.testing.assert_allclose(m["lambda_max"], math.log(gain), atol=1e-5)

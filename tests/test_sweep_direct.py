@@ -93,6 +93,7 @@ def test_sweep_equals_direct_calls_on_a_nonlinear_cell(tmp_path, kind, loss):
         "jacobian_log10_norms",
         "lyapunov_exponents",
         "lyapunov_running",
+        "lyapunov_resolved",
     }
     cell = gf.cells.make(
         kind,

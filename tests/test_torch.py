@@ -1,5 +1,7 @@
 """Parity with torch.nn.RNN/LSTM/GRU and the torch loaders."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,16 +76,24 @@ def test_parity_with_initial_carry(name):
 
 
 def test_batch_first_module_with_transposed_input():
+    """Issue 10: a batch-first feed ran silently with other numbers (0.41 off);
+    from_torch now warns, and the transposed feed matches torch."""
     torch.manual_seed(2)
     module = torch.nn.GRU(D, N, batch_first=True)
     x = torch.randn(4, T, D)
     with torch.no_grad():
         out, _ = module(x)
-    cell, params = gf.from_torch(module)
-    _, hs = jax.jit(lambda p, xs: gf.unroll(cell, p, xs))(
-        params, jnp.asarray(x.numpy()).swapaxes(0, 1)
-    )
+    with pytest.warns(UserWarning, match=r"batch_first.*x\.swapaxes\(0, 1\)"):
+        cell, params = gf.from_torch(module)
+    run = jax.jit(lambda p, xs: gf.unroll(cell, p, xs)[1])
+    hs = run(params, jnp.asarray(x.numpy()).swapaxes(0, 1))
     np.testing.assert_allclose(hs.swapaxes(0, 1), out.numpy(), rtol=1e-5, atol=1e-5)
+    # what the warning is for: the untransposed feed runs and is wrong
+    wrong = run(params, jnp.asarray(x.numpy()))
+    assert np.max(np.abs(np.asarray(wrong) - out.numpy())) > 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gf.from_torch(torch.nn.GRU(D, N))  # time-major: no warning
 
 
 @pytest.mark.parametrize(

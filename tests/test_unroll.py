@@ -228,3 +228,48 @@ def test_forward_and_reverse_states_visit_the_carry_entering_each_step(kind, rem
     assert float(jnp.max(xw_err)) < 1e-6
     chunks = {False: steps, True: 3, 4: 3}[remat]
     assert jax.tree_util.tree_leaves(fwd.saved)[0].shape[0] == chunks
+
+
+def _param_cases():
+    rnn, lstm = gf.cells.rnn(4), gf.cells.lstm(4)
+    p = rnn.init(jax.random.key(0), 3)
+    stack = gf.cells.stack([gf.cells.gru(4), gf.cells.rnn(4)])
+    ps = stack.init(jax.random.key(0), 3)
+    without = {k: v for k, v in p.items() if k != "W_hh"}
+    return [
+        # issue 10: each of these surfaced as raw JAX/KeyError text
+        (rnn, lstm.init(jax.random.key(0), 3), ValueError,
+         r"params\['W_hh'\] must have shape \(4, 4\) for a rnn cell.*got \(16, 4\)"
+         r" \(params of another cell kind\?\)"),
+        (rnn, without, TypeError, r"missing params\['W_hh'\]"),
+        (rnn, {**p, "W_hh": jnp.ones((4, 5))}, ValueError,
+         r"params\['W_hh'\] must have shape \(4, 4\).*got \(4, 5\)"),
+        (rnn, {**p, 0: jnp.ones(3)}, TypeError, "cannot be flattened"),
+        (rnn, {**p, "W_hh": jnp.ones((4, 4), jnp.int32)}, TypeError,
+         r"params\['W_hh'\] must be floating, got dtype int32"),
+        (rnn, {**p, "extra": jnp.ones(3)}, TypeError, r"unexpected params\['extra'\]"),
+        (stack, (ps[0], {**ps[1], "b_hh": jnp.ones(5)}), ValueError,
+         r"params\[1\]\['b_hh'\] must have shape \(4,\).*got \(5,\)"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_params_of_the_wrong_structure_are_named_eagerly(case):
+    cell, params, error, match = _param_cases()[case]
+    xs = jnp.ones((5, 2, 3))
+    for call in (
+        lambda: gf.unroll(cell, params, xs),
+        lambda: gf.jacobian_norms(cell, params, xs),
+        lambda: gf.hidden_grad_norms(cell, params, xs, jnp.sum),
+    ):
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_init_and_lyapunov_refuse_an_int_key():
+    cell = gf.cells.rnn(3)
+    with pytest.raises(TypeError, match=r"key must be a jax\.random\.key"):
+        cell.init(0, 2)
+    params = cell.init(jax.random.PRNGKey(0), 2)  # a raw uint32 key is a key too
+    with pytest.raises(TypeError, match=r"key must be a jax\.random\.key"):
+        gf.lyapunov_spectrum(cell, params, jnp.ones((5, 2)), key=1)

@@ -128,9 +128,15 @@ def hidden_grad_norms(
         cell, params, carry, jax.eval_shape(cell.project, params, x0), len(batch)
     )
     _warn_not_in_carry(cell, found if layers == "all" else found[-1:])
-    out = _log10_grad_norms(
-        cell, params, xs, loss_fn, carry, len(batch), chunk, found, layers == "all"
-    )
+    # Three programs, so that outside jit the loss's cotangent takes over the
+    # buffer of hs (donated): at T = 10⁶ both at once would double the peak.
+    hs, saved = _forward(cell, params, xs, carry, chunk)
+    direct = _direct(loss_fn, hs)
+    del hs
+    out = _reverse(
+        cell, params, xs, saved, direct, carry, len(batch), chunk, found,
+        layers == "all",
+    )  # fmt: skip
     if log10:
         return out._replace(norms=None)
     jax.debug.callback(_warn_range, out.overflow, out.underflow, xs.shape[0])
@@ -172,12 +178,23 @@ def _pick(u: Any, leaf: int | None, other: jax.Array) -> jax.Array:
     return jax.tree_util.tree_leaves(u)[leaf] + other
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5, 6, 7, 8))
-def _log10_grad_norms(
-    cell, params, xs, loss_fn, carry, batch_rank, chunk, found, per_layer
-):
+@partial(jax.jit, static_argnums=(0, 4))
+def _forward(cell, params, xs, carry, chunk):
     fwd = forward_states(cell, params, xs, carry, remat=chunk or False)
-    direct = jax.grad(loss_fn)(fwd.hs)
+    return fwd.hs, fwd.saved
+
+
+@partial(jax.jit, static_argnums=0, donate_argnums=1, keep_unused=True)
+def _direct(loss_fn, hs):
+    # keep_unused: a loss whose gradient does not read hs (e.g. sum(hs[-1]))
+    # still hands over hs's buffer.
+    return jax.grad(loss_fn)(hs)
+
+
+@partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+def _reverse(
+    cell, params, xs, saved, direct, carry, batch_rank, chunk, found, per_layer
+):
 
     def log_norm(x):
         return jnp.log(norm(x, axis=-1))
@@ -224,7 +241,7 @@ def _log10_grad_norms(
         cell,
         params,
         xs,
-        fwd.saved,
+        saved,
         body,
         (zero, start),
         direct,

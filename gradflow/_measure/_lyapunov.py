@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_int
+from .._checks import check_int, check_key
 from .._unroll import forward_states
 from ..cells import Cell
 from ._common import (
@@ -96,6 +96,7 @@ def lyapunov_spectrum(
         )
     if key is None:
         key = jax.random.key(0)
+    check_key("key", key)
     return _benettin(cell, params, xs, carry, key, size, k, batch, warmup)
 
 

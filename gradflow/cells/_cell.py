@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_key
 from ._init import Initializer, gate_blocks, initializer, torch_bias
 
 Params = Any
@@ -120,6 +120,7 @@ def make_init(
     n = hidden_size
 
     def init(key: jax.Array, input_size: int, dtype=jnp.float32) -> Params:
+        check_key("key", key)
         check_int("input_size", input_size)
         k_ih, k_hh, k_bi, k_bh, k_hook = jax.random.split(key, 5)
         if bias_init == "torch":
@@ -146,3 +147,62 @@ def zero_carry(carry_type: type, fields: int, hidden_size: int) -> Callable:
         return carry_type(*(jnp.zeros(shape, dtype) for _ in range(fields)))
 
     return initial_carry
+
+
+# Cells whose init builds exactly the params their step reads (a custom cell's
+# params are whatever its step takes, so it is not checked here).
+_CHECKED_KINDS = ("rnn", "lstm", "gru", "stack")
+
+
+def check_params(cell: Cell, params: Params, input_size: int | None) -> None:
+    """Params shaped like ``cell.init(key, input_size)``, checked eagerly.
+
+    Compares the structure (every key, none missing or extra), each leaf's
+    shape and that it is floating, and names the first param that differs
+    with what was expected, instead of the KeyError or shape error JAX raises
+    deep inside a scan. ``input_size`` comes from ``params`` where it can be
+    read, else from the inputs (``xs.shape[-1]``); ``None`` checks nothing.
+    """
+    if cell.kind not in _CHECKED_KINDS or input_size is None:
+        return
+    what = f"a {cell.kind} cell (hidden_size {cell.hidden_size})"
+    want = jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
+    want_leaves, want_def = jax.tree_util.tree_flatten_with_path(want)
+    try:
+        got_leaves, got_def = jax.tree_util.tree_flatten_with_path(params)
+    except (TypeError, ValueError) as err:  # e.g. dict keys that do not sort
+        raise TypeError(
+            f"params must be a pytree shaped like {what}'s init, "
+            f"{_shapes(want)}; got one that cannot be flattened: {err}"
+        ) from err
+    want_paths = {jax.tree_util.keystr(p): leaf for p, leaf in want_leaves}
+    got_paths = {jax.tree_util.keystr(p): leaf for p, leaf in got_leaves}
+    missing = [k for k in want_paths if k not in got_paths]
+    extra = [k for k in got_paths if k not in want_paths]
+    if missing or extra or got_def != want_def:
+        parts = [f"missing params{k}" for k in missing[:3]]
+        parts += [f"unexpected params{k}" for k in extra[:3]]
+        if not parts:
+            parts = [f"got {type(params).__name__}"]
+        raise TypeError(
+            f"params must be shaped like {what}'s init, {_shapes(want)}: "
+            + ", ".join(parts)
+        )
+    for key, leaf in want_paths.items():
+        got = got_paths[key]
+        shape, dtype = jnp.shape(got), jnp.result_type(got)
+        if tuple(shape) != tuple(leaf.shape):
+            rows = (shape[0], leaf.shape[0]) if shape and leaf.shape else (0, 0)
+            # 4N rows where N are expected: an LSTM's gate blocks, say
+            other = min(rows) > 0 and rows[0] != rows[1] and max(rows) % min(rows) == 0
+            hint = " (params of another cell kind?)" if other else ""
+            raise ValueError(
+                f"params{key} must have shape {tuple(leaf.shape)} for {what} "
+                f"and input_size {input_size}, got {tuple(shape)}{hint}"
+            )
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"params{key} must be floating, got dtype {dtype}")
+
+
+def _shapes(tree: Any) -> str:
+    return repr(jax.tree_util.tree_map(lambda a: tuple(a.shape), tree))

@@ -7,6 +7,7 @@ it only to read torch tensors (numpy arrays work without it).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +35,9 @@ def from_torch(module: Any) -> tuple[Cell, Any]:
     returned cell and params give the module's outputs to float rounding. A
     module with ``num_layers > 1`` becomes a :func:`gradflow.cells.stack` whose
     params are a tuple of per-layer dicts. gradflow is time-major: for a
-    ``batch_first=True`` module feed ``xs = x.swapaxes(0, 1)``. Dropout between
+    ``batch_first=True`` module feed ``xs = x.swapaxes(0, 1)`` (a warning says
+    so: a batch-first ``x (B, T, D)`` runs without error as ``B`` steps of ``T``
+    sequences, and gives other numbers). Dropout between
     layers is a training-time effect and is not carried over (eval semantics).
     ``bias=False`` gives zero biases, which is the same function.
 
@@ -71,6 +74,15 @@ def from_torch(module: Any) -> tuple[Cell, Any]:
                 f"proj_size={module.proj_size}"
             )
         kind, activation = _TORCH_MODES[module.mode]
+        if module.batch_first:
+            warnings.warn(
+                f"module is a batch_first {type(module).__name__}; gradflow is "
+                "time-major: feed xs = x.swapaxes(0, 1) (T, B, D), not its "
+                "batch-first x (B, T, D), which runs without error but treats "
+                "the batch as time",
+                UserWarning,
+                stacklevel=2,
+            )
     elif isinstance(module, torch.nn.RNNCellBase):
         if isinstance(module, torch.nn.LSTMCell):
             kind, activation = "lstm", "tanh"

@@ -63,6 +63,7 @@ def lyapunov_spectrum(
     exponents: Mapping[str, Any] | Any,
     *,
     running: Mapping[str, Any] | Any | None = None,
+    resolved: Mapping[str, Any] | Any | None = None,
     column: str | None = None,
     style: StyleLike = "paper",
 ) -> Figure:
@@ -74,6 +75,10 @@ def lyapunov_spectrum(
         running: running estimates ``(seeds, steps, k)`` (or ``(steps, k)``) for
             one condition, drawn as the first 8 exponents against step; or
             ``label -> `` such arrays, drawn as λ_max per label.
+        resolved: ``label -> (seeds, k)`` (or one such) booleans from
+            ``gf.lyapunov_spectrum(...).resolved``: an exponent that some seed
+            could not resolve is drawn as an upper bound (a ``v`` marker) and
+            counted in the legend.
         column: width; default single without ``running``, double with it.
         style: a style name, rc mapping, or ``None``.
 
@@ -94,11 +99,26 @@ def lyapunov_spectrum(
             fig, (ax, ax2) = new_figure(column, 0.34, ncols=2)
         else:
             fig, ax = new_figure(column, 0.68)
-        bad = 0
+        bad = bounds = 0
         cols = c.colors(len(arrays))
+        masks = _resolved_masks(resolved, arrays)
         for (label, vals), color in zip(arrays.items(), cols, strict=True):
             idx = np.arange(1, vals.shape[1] + 1, dtype=np.float64)
             med, lo, hi = c.band(vals)
+            unresolved = ~masks[label].all(axis=0) if label in masks else None
+            if unresolved is not None and unresolved.any():
+                # the true exponent lies below: the precision's floor, not a value
+                ax.plot(
+                    idx[unresolved],
+                    med[unresolved],
+                    ls="none",
+                    marker="v",
+                    markersize=5,
+                    markerfacecolor="white",
+                    color=color,
+                    label=None if bounds else "upper bound (not resolved)",
+                )
+                bounds += int(unresolved.sum())
             ax.plot(
                 idx,
                 med,
@@ -118,6 +138,28 @@ def lyapunov_spectrum(
         if runs:
             _convergence(ax2, runs, arrays)
         return finish(fig)
+
+
+def _resolved_masks(resolved: Any, arrays: dict[str, np.ndarray]) -> dict:
+    """``label -> (seeds, k)`` bool, checked against the exponents' shapes."""
+    if resolved is None:
+        return {}
+    out = {}
+    for label, value in c.labelled("resolved", resolved).items():
+        mask = np.asarray(value, dtype=bool)
+        mask = mask[None] if mask.ndim == 1 else mask
+        if label not in arrays:
+            raise ValueError(
+                f"resolved[{label!r}] has no exponents of that label; labels are "
+                f"{sorted(arrays)}"
+            )
+        if mask.shape != arrays[label].shape:
+            raise ValueError(
+                f"resolved[{label!r}] must have the exponents' shape "
+                f"{arrays[label].shape}, got {np.shape(value)}"
+            )
+        out[label] = mask
+    return out
 
 
 def _convergence(ax: Any, runs: dict[str, np.ndarray], arrays: dict) -> None:

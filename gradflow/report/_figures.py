@@ -142,7 +142,23 @@ def lyapunov_spectrum(results: Results) -> Figure | None:
         return None
     running, _ = _lines_of(results, "lyapunov_running", axes=["seed", "step", "k"])
     running = {k: v for k, v in running.items() if k in data and v.ndim == 3} or None
-    return _shown_at(plots.lyapunov_spectrum(data, running=running), fixed)
+    resolved, _ = _lines_of(results, "lyapunov_resolved", axes=["seed", "k"])
+    resolved = {
+        k: np.asarray(v, bool)
+        for k, v in resolved.items()
+        if k in data and np.shape(v) == np.shape(data[k])
+    }
+    fig = plots.lyapunov_spectrum(data, running=running, resolved=resolved or None)
+    fig = _shown_at(fig, fixed)
+    lost = sum(int((~v).any(axis=0).sum()) for v in resolved.values())
+    if lost:
+        # the caption says it too, not only the legend's markers
+        total = sum(v.shape[-1] for v in resolved.values())
+        fig.set_label(
+            f"{fig.get_label()} {lost} of {total} exponents (v markers) are upper "
+            "bounds: the working precision cannot resolve them (rerun in float64)."
+        )
+    return fig
 
 
 def _against(results: Results, metric: str, key: str):

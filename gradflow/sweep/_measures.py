@@ -82,7 +82,12 @@ def lyapunov(ctx: PointContext, params, xs, u):
     lyap = gf.lyapunov_spectrum(
         ctx.cell, params, xs, k=opts["k"], warmup=opts["warmup"]
     )
-    arrays = {"lyapunov_exponents": lyap.exponents, "lyapunov_running": lyap.running}
+    arrays = {
+        "lyapunov_exponents": lyap.exponents,
+        "lyapunov_running": lyap.running,
+        # False where the precision cannot resolve the exponent (an upper bound)
+        "lyapunov_resolved": lyap.resolved,
+    }
     return arrays, {"lambda_max": lyap.exponents[0]}
 
 
