@@ -163,7 +163,8 @@ def check_params(cell: Cell, params: Params, input_size: int | None) -> None:
     deep inside a scan. ``input_size`` comes from ``params`` where it can be
     read, else from the inputs (``xs.shape[-1]``); ``None`` checks nothing.
     """
-    if cell.kind not in _CHECKED_KINDS or input_size is None:
+    kinds = {cell.kind, *(layer.kind for layer in cell.layers)}
+    if not kinds <= set(_CHECKED_KINDS) or input_size is None:
         return
     what = f"a {cell.kind} cell (hidden_size {cell.hidden_size})"
     want = jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
