@@ -113,7 +113,8 @@ def save_point(
 
 
 def load_point(directory: str | os.PathLike, pid: str) -> dict[str, np.ndarray]:
-    with np.load(point_path(directory, pid)) as data:
+    # Our own handle: np.load leaks its file when the zip is torn.
+    with open(point_path(directory, pid), "rb") as f, np.load(f) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -121,33 +122,99 @@ def point_done(directory: str | os.PathLike, pid: str) -> bool:
     return point_path(directory, pid).exists()
 
 
+class DamagedFileError(ValueError):
+    """A results file that cannot be parsed; the message names it and what to do."""
+
+
 def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
-    """The ``metrics.jsonl`` records, one per finished point, in file order."""
+    """The ``metrics.jsonl`` records, one per point (the last record of an id wins).
+
+    Records keep the order in which their ids first appear. A last line without
+    its newline is a write cut short (the process was killed): it is ignored,
+    and its point is recomputed on resume.
+
+    Raises:
+        DamagedFileError: a complete line is not a JSON object with an ``id``.
+    """
     path = Path(directory) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.split("\n")
+    lines.pop()  # after the last newline: "" or a torn write
+    by_id: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise _damaged(path, f"line {number} is not valid JSON ({err})") from err
+        if not isinstance(record, dict) or "id" not in record:
+            raise _damaged(path, f"line {number} is not a record with an id")
+        by_id[record["id"]] = record
+    return list(by_id.values())
+
+
+def _damaged(path: Path, what: str) -> DamagedFileError:
+    fixes = {
+        METRICS: "delete that line (its point is recomputed on the next run)",
+        CONFIG: "restore it, or run again with --force to start the directory over",
+        PROVENANCE: "delete it (the next run writes a new one)",
+    }
+    fix = fixes.get(path.name, "restore or delete it")
+    return DamagedFileError(f"{path} is damaged: {what}; {fix}")
+
+
+def repair_metrics(directory: str | os.PathLike) -> None:
+    """Cut a torn last line (a killed write) off ``metrics.jsonl``, so appends
+    start on a fresh line. Call only while holding the directory's lock."""
+    path = Path(directory) / METRICS
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def write_metrics(directory: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Add (or replace, by ``id``) a record; rewrite ``metrics.jsonl`` atomically."""
-    records = [r for r in read_metrics(directory) if r.get("id") != record["id"]]
-    records.append(to_jsonable(dict(record)))
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    atomic_write_text(Path(directory) / METRICS, text)
+    """Append one record to ``metrics.jsonl`` (one ``write`` of one line, synced).
+
+    A record for an id already there supersedes it (:func:`read_metrics`).
+    """
+    line = json.dumps(to_jsonable(dict(record)), sort_keys=True) + "\n"
+    path = Path(directory) / METRICS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(line.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.exists():
         return {}
-    return tomllib.loads(path.read_text())
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise _damaged(path, f"not valid TOML ({err})") from err
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file of a results directory, or ``None`` when it is not there."""
+    """A JSON file of a results directory, or ``None`` when it is not there.
+
+    Raises:
+        DamagedFileError: the file is not valid JSON (the message names it).
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _damaged(path, f"not valid JSON ({err})") from err
 
 
 # -- labels: the one way every layer names a clipping condition ---------------------
@@ -220,6 +287,22 @@ class Results:
             if v is not None and v not in seen:
                 seen.append(v)
         return seen
+
+
+def unfinished(res: Results) -> str:
+    """``"12 of 24 conditions ..."`` for a run with points still to do, else ``""``.
+
+    The grid's size is ``provenance.json``'s ``points_total`` (written when a
+    run starts); directories written before it existed say nothing.
+    """
+    total = res.provenance.get("points_total")
+    done = len(res.records)
+    if not isinstance(total, int) or done >= total:
+        return ""
+    return (
+        f"{done} of {total} conditions: the run is unfinished (run the same "
+        f"`gradflow run` command again to finish it)"
+    )
 
 
 def load(directory: str | os.PathLike) -> Results:

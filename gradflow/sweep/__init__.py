@@ -31,22 +31,26 @@ from ._config import (
     validate,
 )
 from ._grid import Point, expand_grid
+from ._lock import DirectoryLocked
 from ._progress import Progress
-from ._runner import RunContext, run
+from ._runner import RunContext, check_out, grid_points, run
 
 __all__ = [
     "AXES",
     "CLIPPING_AXES",
     "CLIPPING_DEFAULTS",
     "ConfigError",
+    "DirectoryLocked",
     "Figure",
     "Kind",
     "Measurement",
     "Point",
     "Progress",
     "RunContext",
+    "check_out",
     "clipping_grid",
     "expand_grid",
+    "grid_points",
     "load_config",
     "measure_defaults",
     "quick",

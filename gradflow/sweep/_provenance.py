@@ -31,6 +31,14 @@ def git_commit() -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
+def processes(devices: list[Any]) -> list[dict[str, Any]]:
+    """Each process's index and devices (``"cpu:0"``...), in process order."""
+    by_process: dict[int, list[str]] = {}
+    for d in devices:
+        by_process.setdefault(int(d.process_index), []).append(f"{d.platform}:{d.id}")
+    return [{"process": i, "devices": by_process[i]} for i in sorted(by_process)]
+
+
 def provenance(seeds: list[int], devices: list[Any] | None = None) -> dict[str, Any]:
     """``provenance.json`` at the start of a run (``wall_time_s`` filled in later)."""
     import jax
@@ -45,6 +53,7 @@ def provenance(seeds: list[int], devices: list[Any] | None = None) -> dict[str, 
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
         "process_count": jax.process_count(),
+        "processes": processes(devices),
         "git_commit": git_commit(),
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "wall_time_s": 0.0,

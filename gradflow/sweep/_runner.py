@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import shutil
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,10 +22,31 @@ from gradflow import results
 from ._config import kind_module, load_config
 from ._config import quick as quick_config
 from ._grid import Point
+from ._interrupt import StopRequest, deferred_interrupt
+from ._lock import directory_lock
 from ._progress import Progress
 
 #: XLA options for ``--quick`` runs on CPU: about half the compile time.
 QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+#: Seconds the other processes of a multi-process run wait for process 0 to
+#: claim the results directory before giving up (``GRADFLOW_CLAIM_TIMEOUT_S``).
+CLAIM_TIMEOUT_S = 600.0
+
+_claims = itertools.count()
+
+#: What ``force=True`` deletes from a directory that holds another config's
+#: results (then ``config.toml`` is replaced). Other files are left alone.
+FORCE_DELETES = (
+    results.POINTS,
+    results.METRICS,
+    results.AXES,
+    results.PROVENANCE,
+    results.SUMMARY,
+    "figures",
+    "report.html",
+    "report.md",
+)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -56,7 +80,12 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
     resolved = tomllib.loads(text)
     cfg_path = out / results.CONFIG
     if cfg_path.exists():
-        existing = tomllib.loads(cfg_path.read_text())
+        try:
+            existing = results.read_config(out)
+        except results.DamagedFileError:
+            if not force:
+                raise
+            existing = {}  # replaced below, like any other config's results
         if existing == resolved:
             return
         if not force:
@@ -67,15 +96,13 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
                 f"Refusing to mix them: choose another --out directory, delete "
                 f"{out}, or pass --force to replace its results."
             )
-        for name in (results.POINTS,):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (
-            results.METRICS,
-            results.AXES,
-            results.PROVENANCE,
-            results.SUMMARY,
-        ):
-            (out / name).unlink(missing_ok=True)
+        # Everything a run or a report wrote: figures of the old config included.
+        for name in FORCE_DELETES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     elif out.exists() and any(
         (out / n).exists() for n in (results.POINTS, results.METRICS)
     ):
@@ -113,13 +140,38 @@ def _to_host(tree: Any) -> Any:
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
-def _barrier(name: str) -> None:
+def _share_claim(out: Path, error: BaseException | None) -> None:
+    """Process 0 tells the others whether it claimed ``out``; they wait for it.
+
+    Over the ``jax.distributed`` key-value store, with a timeout: a barrier
+    would leave every other process waiting forever when process 0 refuses.
+
+    Raises:
+        ValueError: (other processes) process 0 refused the directory.
+        TimeoutError: (other processes) process 0 did not answer in time.
+    """
     import jax
 
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
 
-        multihost_utils.sync_global_devices(name)
+    client = distributed.global_state.client
+    key = f"gradflow/claim/{next(_claims)}"
+    if _is_writer():
+        client.key_value_set(key, "ok" if error is None else f"{error}")
+        return
+    timeout = float(os.environ.get("GRADFLOW_CLAIM_TIMEOUT_S", CLAIM_TIMEOUT_S))
+    try:
+        answer = client.blocking_key_value_get(key, int(timeout * 1000))
+    except Exception as err:  # the client raises a bare XlaRuntimeError
+        raise TimeoutError(
+            f"process {jax.process_index()}: process 0 did not claim {out} within "
+            f"{timeout:g} s (GRADFLOW_CLAIM_TIMEOUT_S); is it running the same "
+            f"command? ({err})"
+        ) from None
+    if answer != "ok":
+        raise ValueError(f"process 0 refused {out}: {answer}")
 
 
 def _is_writer() -> bool:
@@ -186,20 +238,30 @@ def run(
         config = load_config(config)
     if quick:
         config = quick_config(config)
-    out = Path(out)
+    out = check_out(out)
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
-    if _is_writer():
-        claim_directory(out, config, force=force)
-    _barrier("gradflow-claim")  # every host then sees the same finished points
-    compiler_options = None
-    if config["experiment"]["quick"] and _platform(devices) == "cpu":
-        # A quick run is a smoke test of tiny shapes: compile time dominates.
-        compiler_options = dict(QUICK_COMPILER_OPTIONS)
-    from gradflow._measure import single_threaded_lapack
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(deferred_interrupt())
+        error = None
+        if _is_writer():
+            try:
+                stack.enter_context(directory_lock(out))
+                claim_directory(out, config, force=force)
+                _tidy(out, config)
+            except BaseException as err:
+                error = err
+        _share_claim(out, error)  # every process then sees the same finished points
+        if error is not None:
+            raise error
+        compiler_options = None
+        if config["experiment"]["quick"] and _platform(devices) == "cpu":
+            # A quick run is a smoke test of tiny shapes: compile time dominates.
+            compiler_options = dict(QUICK_COMPILER_OPTIONS)
+        from gradflow._measure import single_threaded_lapack
 
-    # XLA parallelises each point itself; a threaded OpenBLAS under its
-    # per-step LAPACK calls (QR, SVD) only steals its cores (10-100x slower).
-    with single_threaded_lapack():
+        # XLA parallelises each point itself; a threaded OpenBLAS under its
+        # per-step LAPACK calls (QR, SVD) only steals its cores (10-100x slower).
+        stack.enter_context(single_threaded_lapack())
         return _run(
             config,
             out,
@@ -209,7 +271,86 @@ def run(
             batching,
             compiler_options,
             {} if cache is None else cache,
+            stop,
         )
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a ``Path``, refused where it cannot be a results directory.
+
+    Raises:
+        ValueError: ``out`` is empty or names something that is not a directory.
+    """
+    if not isinstance(out, str | os.PathLike) or not os.fspath(out).strip():
+        raise ValueError(
+            f"out must name a results directory, got {out!r} (use '.' to mean the "
+            f"current directory)"
+        )
+    path = Path(out)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            inside = "" if parent == path else f", so {path} cannot be made in it"
+            raise ValueError(
+                f"{parent} is a file, not a results directory{inside}; choose "
+                f"another out directory"
+            )
+    return path
+
+
+def grid_points(config: Mapping[str, Any]) -> tuple[list[Point], list[int]]:
+    """Every point of a config's grid and its seeds (any experiment kind)."""
+    kind = kind_module(config["experiment"]["kind"])
+    return kind.points(config), kind.seeds(config)
+
+
+def _tidy(out: Path, config: Mapping[str, Any]) -> None:
+    """Under the lock: clear what a killed run left and check finished points.
+
+    Removes temporary files (a write cut short), cuts a torn last line off
+    ``metrics.jsonl``, writes ``axes.json``, and deletes every point file that
+    does not load or lacks an expected array (it is recomputed), with a warning.
+    """
+    for tmp in [*out.glob(".*.tmp"), *(out / results.POINTS).glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)
+    results.repair_metrics(out)
+    kind = kind_module(config["experiment"]["kind"])
+    axes = kind.axes(config)
+    n_seeds = len(kind.seeds(config))
+    results.atomic_write_json(out / results.AXES, axes)
+    bad = []
+    for record in results.read_metrics(out):
+        pid = record["id"]
+        if results.point_done(out, pid):
+            problem = _point_problem(out, pid, axes, n_seeds)
+            if problem:
+                bad.append(f"{pid} ({problem})")
+                results.point_path(out, pid).unlink()
+    if bad:
+        shown = "; ".join(bad[:3]) + (
+            f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+        )
+        warnings.warn(
+            f"{out}: {len(bad)} damaged point file(s) deleted and recomputed: {shown}",
+            stacklevel=3,
+        )
+
+
+def _point_problem(out: Path, pid: str, axes: Mapping[str, list[str]], n: int) -> str:
+    """Why a point file is unusable ("" when it is fine)."""
+    try:
+        arrays = results.load_point(out, pid)
+    except Exception as err:  # a torn zip raises zipfile/ValueError/EOF/OSError
+        return f"does not load: {type(err).__name__}: {err}"
+    missing = sorted(set(axes) - set(arrays))
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for name, named in axes.items():
+        a = arrays[name]
+        if a.ndim != len(named) or a.shape[0] != n:
+            return (
+                f"{name} has shape {a.shape}, expected {len(named)} axes and {n} seeds"
+            )
+    return ""
 
 
 def _platform(devices) -> str:
@@ -224,15 +365,38 @@ def _finished(out: Path) -> set[str]:
     return {pid for pid in with_metrics if results.point_done(out, pid)}
 
 
-def _start_provenance(out: Path, seeds: list[int], devices) -> tuple[dict, float]:
+def _platform(devices) -> str:
+    import jax
+
+    return (list(devices) if devices is not None else jax.devices())[0].platform
+
+
+def _finished(out: Path) -> set[str]:
+    """Points whose arrays and metrics are both written."""
+    with_metrics = {r["id"] for r in results.read_metrics(out)}
+    return {pid for pid in with_metrics if results.point_done(out, pid)}
+
+
+def _start_provenance(
+    out: Path, seeds: list[int], devices, total: int
+) -> tuple[dict, float]:
+    """Provenance for this run; a resumed run keeps the earlier segments' time.
+
+    ``wall_time_s`` is the sum of ``segments`` (one wall time per run that
+    wrote into the directory, in order).
+    """
     from ._provenance import provenance
 
     prov = provenance(seeds, devices)
-    old = results.read_json(out / results.PROVENANCE)
-    spent = 0.0
+    prov["points_total"] = total
+    old = results.read_json(out / results.PROVENANCE) or {}
+    segments = [float(w) for w in old.get("segments", [])]
+    if old and not segments and old.get("wall_time_s"):
+        segments = [float(old["wall_time_s"])]  # written before segments existed
     if old:
         prov["started"] = old.get("started", prov["started"])
-        spent = float(old.get("wall_time_s") or 0.0)
+    prov["segments"] = segments
+    spent = sum(segments)
     prov["wall_time_s"] = spent
     if _is_writer():
         results.atomic_write_json(out / results.PROVENANCE, prov)
@@ -281,7 +445,15 @@ class RunContext(NamedTuple):
 
 
 def _run(
-    config, out, reporter, devices, on_point, batching, compiler_options, cache
+    config,
+    out,
+    reporter,
+    devices,
+    on_point,
+    batching,
+    compiler_options,
+    cache,
+    stop: StopRequest,
 ) -> Path:
     """The one loop of every experiment kind: each unfinished point once."""
     import jax
@@ -290,10 +462,8 @@ def _run(
     t0 = time.perf_counter()
     devices = list(devices) if devices is not None else jax.devices()
     seeds = kind.seeds(config)
-    prov, spent = _start_provenance(out, seeds, devices)
-    if _is_writer():
-        results.atomic_write_json(out / results.AXES, kind.axes(config))
     points = kind.points(config)
+    prov, spent = _start_provenance(out, seeds, devices, len(points))
     done = _finished(out)
     todo = [p for p in points if p.id not in done]
     sharding = _mesh_sharding(devices)
@@ -311,6 +481,7 @@ def _run(
     todo = getattr(run_point, "order", list)(todo)
     with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
+            _check_stop(stop)
             t_point = time.perf_counter()
             arrays, metrics = run_point(point)
             _write_point(out, point, arrays, metrics)
@@ -330,9 +501,15 @@ def _reporting(out, config, reporter, prov, spent, t0, total, remaining):
         yield
     finally:
         reporter.close()
-        prov["wall_time_s"] = round(spent + time.perf_counter() - t0, 3)
+        prov["segments"].append(round(time.perf_counter() - t0, 3))
+        prov["wall_time_s"] = round(spent + prov["segments"][-1], 3)
         if _is_writer():
             results.atomic_write_json(out / results.PROVENANCE, prov)
+
+
+def _check_stop(stop: StopRequest) -> None:
+    if stop.requested:
+        raise KeyboardInterrupt
 
 
 def _point_finished(reporter, point: Point, t_point: float, on_point) -> None:

@@ -1,0 +1,190 @@
+"""Faults at the edges of a run: interrupts, kills, two runs at once, damaged files.
+
+The subprocess tests run the real command line (``python -m gradflow.cli``) and
+send real signals; the others drive :func:`gradflow.sweep.run` in-process.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradflow import results, sweep
+from gradflow.sweep._lock import DirectoryLocked, directory_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+GAINS = [0.5, 1.0, 1.5, 2.0]
+
+
+def tiny(**grid):
+    """A 4-point linear-RNN grid whose points take milliseconds."""
+    return sweep.validate(
+        {
+            "experiment": {"name": "tiny", "quick": True},
+            "grid": {
+                "cell": "rnn",
+                "hidden_size": 3,
+                "init": "orthogonal",
+                "gain": GAINS,
+                "length": 6,
+                "input": "zeros",
+                "seeds": 2,
+                **grid,
+            },
+            "cell": {"activation": "linear", "bias_init": "zeros"},
+            "input": {"size": 1},
+            "measure": {"grad_norms": {"loss": "last_linear"}},
+        },
+        "tiny",
+    )
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return {}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, compiled):
+    out = tmp_path_factory.mktemp("reference")
+    sweep.run(tiny(), out, progress="none", cache=compiled)
+    res = results.load(out)
+    return {r["id"]: res.arrays(r["id"]) for r in res.records}
+
+
+def assert_same_results(out, reference):
+    res = results.load(out)
+    assert sorted(r["id"] for r in res.records) == sorted(reference)
+    for pid, arrays in reference.items():
+        got = res.arrays(pid)
+        assert got.keys() == arrays.keys()
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(got[name], value)
+
+
+class Stop(Exception):
+    pass
+
+
+def run_until(out, compiled, n_points):
+    """Run ``tiny()`` into ``out`` and stop it after ``n_points`` new points."""
+    seen = []
+
+    def on_point(pid):
+        seen.append(pid)
+        if len(seen) == n_points:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sweep.run(tiny(), out, progress="none", cache=compiled, on_point=on_point)
+
+
+def test_damaged_point_files_are_redone(tmp_path, compiled, reference):
+    run_until(tmp_path, compiled, 3)
+    files = sorted((tmp_path / "points").glob("*.npz"))
+    assert len(files) == 3
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
+    results.save_point(tmp_path, files[1].stem, {"other": np.zeros(2)})  # wrong arrays
+    # What a SIGKILL in the middle of atomic writes leaves behind.
+    (tmp_path / "points" / f".{files[2].name}.abc.tmp").write_bytes(b"half")
+    (tmp_path / ".metrics.jsonl.x.tmp").write_text("half")
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"id": "torn')  # a killed append: no newline
+    seen = []
+    with pytest.warns(UserWarning, match="2 damaged point file") as caught:
+        sweep.run(
+            tiny(), tmp_path, progress="none", cache=compiled, on_point=seen.append
+        )
+    (message,) = [str(w.message) for w in caught if "damaged" in str(w.message)]
+    assert "does not load" in message and "missing log10_grad_norms" in message
+    assert sorted(seen) == sorted(
+        [files[0].stem, files[1].stem, *set(reference) - {f.stem for f in files}]
+    )
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert (tmp_path / "metrics.jsonl").read_text().endswith("}\n")
+    assert_same_results(tmp_path, reference)
+
+
+def test_metrics_are_appended_and_the_last_record_wins(tmp_path, compiled):
+    run_until(tmp_path, compiled, 2)
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    first = results.read_metrics(tmp_path)[0]
+    results.point_path(tmp_path, first["id"]).unlink()  # lost: recomputed
+    sweep.run(tiny(), tmp_path, progress="none", cache=compiled)
+    after = (tmp_path / "metrics.jsonl").read_bytes()
+    assert after.startswith(before)  # appended, never rewritten
+    lines = after.decode().splitlines()
+    assert len(lines) == len(GAINS) + 1  # the redone point's record twice
+    records = results.read_metrics(tmp_path)
+    assert records[0]["id"] == first["id"]
+    assert len(records) == len(GAINS)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "expected"),
+    [
+        ("metrics.jsonl", '{"id": "x\n', "line 3 is not valid JSON"),
+        ("metrics.jsonl", "[1, 2]\n", "line 3 is not a record with an id"),
+        ("config.toml", "[[[\n", "not valid TOML"),
+        ("provenance.json", "}\n", "not valid JSON"),
+    ],
+)
+def test_damaged_files_are_named(tmp_path, compiled, name, damage, expected):
+    run_until(tmp_path, compiled, 2)
+    with (tmp_path / name).open("a") as f:
+        f.write(damage)
+    for action in (
+        lambda: results.load(tmp_path),
+        lambda: sweep.run(tiny(), tmp_path, progress="none", cache=compiled),
+    ):
+        with pytest.raises(results.DamagedFileError) as err:
+            action()
+        text = str(err.value)
+        assert str(tmp_path / name) in text and expected in text
+        assert "delete" in text or "restore" in text
+    if name == "config.toml":  # as its message says, --force starts over
+        sweep.run(tiny(), tmp_path, progress="none", force=True, cache=compiled)
+        assert len(results.read_metrics(tmp_path)) == len(GAINS)
+
+
+def test_wall_time_of_every_segment_is_kept(tmp_path, compiled):
+    run_until(tmp_path, compiled, 1)
+    first = results.load(tmp_path).provenance
+    assert first["segments"] == [first["wall_time_s"]] and first["wall_time_s"] > 0
+    assert first["points_total"] == len(GAINS)
+    run_until(tmp_path, compiled, 1)
+    sweep.run(tiny(), tmp_path, progress="none", cache=compiled)
+    prov = results.load(tmp_path).provenance
+    segments = prov["segments"]
+    assert len(segments) == 3 and segments[0] == first["wall_time_s"]
+    assert prov["wall_time_s"] == round(math.fsum(segments), 3)
+    assert prov["started"] == first["started"]
+
+
+def test_a_locked_directory_is_refused(tmp_path, compiled):
+    locked = pytest.raises(DirectoryLocked, match=f"pid {os.getpid()} on ")
+    with directory_lock(tmp_path), locked:
+        sweep.run(tiny(), tmp_path, progress="none", cache=compiled)
+    assert not (tmp_path / "metrics.jsonl").exists()
+    sweep.run(tiny(), tmp_path, progress="none", cache=compiled)  # released
+
+
+def test_force_clears_the_old_figures_and_report(tmp_path, compiled):
+    sweep.run(tiny(gain=[0.5]), tmp_path, progress="none", cache=compiled)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "old.png").write_bytes(b"png")
+    (tmp_path / "report.html").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    sweep.run(tiny(gain=[1.0]), tmp_path, progress="none", force=True, cache=compiled)
+    assert not (tmp_path / "figures").exists()
+    assert not (tmp_path / "report.html").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert [r["coords"]["gain"] for r in results.read_metrics(tmp_path)] == [1.0]
+
+
+@pytest.mark.parametrize("bad", ["", "  "])
+def test_empty_out_is_refused(bad):
+    with pytest.raises(ValueError, match="out must name a results directory"):
+        sweep.run(tiny(), bad, progress="none")
