@@ -34,8 +34,15 @@ The results directory holds config.toml (the resolved config), points/<id>.npz
 (one file per grid point, leading axis = seed), metrics.jsonl, axes.json and
 provenance.json. Interrupt a run and run the same command again: finished points
 are skipped and the final arrays are the same as an uninterrupted run's. A
-different config is refused rather than mixed into an existing DIR.
+different config is refused rather than mixed into an existing DIR, and a second
+run into a DIR that a run is writing is refused (DIR/.lock names that run).
+Ctrl-C stops after the current point (exit status 130); a second Ctrl-C stops at
+once. Grids of more than %(limit)s points need --yes.
 """
+
+#: ``gradflow run`` refuses grids larger than this without ``--yes``: a typo in
+#: a range (``num = 1000000``) should not start a run of weeks.
+MAX_POINTS = 10_000
 
 
 class _Failure(Exception):
@@ -69,10 +76,45 @@ def _report_module():
 
 
 def _write_report(directory: Path, quiet: bool) -> Path:
-    path = Path(_report_module().write_report(directory))
+    report = _report_module()
+    path = Path(report.write_report(directory))
+    from gradflow import results
+
+    missing = results.unfinished(results.load(directory))
+    if missing:
+        # On the terminal too, whatever --quiet says: the report is incomplete.
+        print(f"gradflow: warning: {directory} holds {missing}", file=sys.stderr)
     if not quiet:
         print(f"report: {path}", file=sys.stderr)
     return path
+
+
+def _config_path(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise _Failure(
+            f"CONFIG {path} is a directory; expected an experiment's TOML file"
+        )
+    return path
+
+
+def _announce(config, args: argparse.Namespace) -> None:
+    """Print the grid's size; refuse one over :data:`MAX_POINTS` without ``--yes``."""
+    from gradflow import sweep
+
+    points, seeds = sweep.grid_points(sweep.quick(config) if args.quick else config)
+    size = f"{len(points):,} points x {len(seeds)} seeds"
+    if len(points) > MAX_POINTS and not args.yes:
+        raise _Failure(
+            f"the grid has {size}, more than the {MAX_POINTS:,} allowed without "
+            f"--yes; check its ranges, or pass --yes to run it"
+        )
+    if not args.quiet:
+        print(
+            f"{config['experiment']['name']}: {size}; the time left is shown "
+            f"after the first point",
+            file=sys.stderr,
+        )
 
 
 def _list_shipped() -> int:
@@ -101,10 +143,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gradflow import sweep
     from gradflow._experiments import resolve
 
-    config = sweep.load_config(resolve(args.config))
+    config = sweep.load_config(resolve(_config_path(args.config)))
+    out = sweep.check_out(args.out)
+    if args.report:
+        _report_module()  # before hours of running, not after
+    _announce(config, args)
     out = sweep.run(
         config,
-        args.out,
+        out,
         quick=args.quick,
         progress=_progress(args),
         force=args.force,
@@ -119,7 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gradflow import results, sweep
 
-    out = Path(args.out)
+    out = sweep.check_out(args.out)
     config = sweep.load_config(DEMO_CONFIG)
     # Replacing an older demo in its own folder is fine; anything else is refused.
     force = results.read_config(out).get("experiment", {}).get("name") == "demo"
@@ -169,18 +215,25 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     if not configs:
         raise _Failure(f"no experiments (*.toml) found in {folder}")
     loaded = [sweep.load_config(c) for c in configs]  # all checked before any runs
+    # Quick results and figures get their own folders: a smoke test never
+    # replaces (or mixes into) the full results or the shipped figures.
+    suffix = "-quick" if args.quick else ""
     for path, config in zip(configs, loaded, strict=True):
-        name = config["experiment"]["name"]
+        name = config["experiment"]["name"] + suffix
         directory = Path(args.results) / name
         if not args.quiet:
             print(f"== {path} -> {directory}", file=sys.stderr)
-        # results/<name> is this command's cache: a changed config replaces it.
         sweep.run(
-            config, directory, quick=args.quick, progress=_progress(args), force=True
+            config,
+            directory,
+            quick=args.quick,
+            progress=_progress(args),
+            force=args.force,
         )
         _write_report(directory, args.quiet)
         source = directory / "figures"
         target = Path(args.out) / name
+        # OUT/<name> holds only copies of DIR/figures: remade whole each time.
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
@@ -211,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an experiment config into a results directory",
         description="Run every grid point of an experiment (a TOML file, or a "
         "shipped experiment by name) and write its results into DIR.",
-        epilog=_RUN_EPILOG,
+        epilog=_RUN_EPILOG % {"limit": f"{MAX_POINTS:,}"},
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -245,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         action="store_true",
         help="also write figures and report.html into DIR when the run finishes",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"run a grid of more than {MAX_POINTS:,} points (refused without it)",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_run)
@@ -318,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
         "figures",
         help="run every shipped experiment and collect its figures",
         description="Run every experiments/*.toml into RESULTS/<name> (resuming what "
-        "is there), write its report, and copy its figures to OUT/<name>/.",
+        "is there), write its report, and copy its figures to OUT/<name>/. With "
+        "--quick, into RESULTS/<name>-quick and OUT/<name>-quick instead.",
     )
     p.add_argument(
         "--experiments",
@@ -345,7 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these experiments (file names without .toml)",
     )
     p.add_argument(
-        "--quick", action="store_true", help="run each experiment with --quick"
+        "--quick",
+        action="store_true",
+        help="run each experiment with --quick, into RESULTS/<name>-quick and "
+        "OUT/<name>-quick (full results and figures are never touched)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a RESULTS/<name> that holds results of a different config "
+        "(without it such a directory is refused)",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_figures)
@@ -356,11 +424,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradflow`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from gradflow.sweep._interrupt import deferred_interrupt
+
     try:
-        return args.handler(args)
-    except (_Failure, ValueError, FileNotFoundError) as err:
-        print(f"gradflow: error: {err}", file=sys.stderr)
-        return 2
+        # Ctrl-C is honoured between points (and between experiments): raised
+        # inside XLA it was swallowed or crashed the process.
+        with deferred_interrupt(second="exit") as stop:
+            status = args.handler(args)
+            if stop.requested:
+                raise KeyboardInterrupt
+            return status
     except KeyboardInterrupt:
         print(
             "gradflow: interrupted; finished points are saved, run the same "
@@ -368,6 +441,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except OSError as err:
+        print(f"gradflow: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+    except (_Failure, ValueError, RuntimeError) as err:
+        print(f"gradflow: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _os_error(err: OSError) -> str:
+    """One line naming the path: ``/sys/x: Operation not permitted``."""
+    if err.filename is None:
+        return str(err)
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}"
 
 
 __all__ = ["build_parser", "main"]

@@ -33,6 +33,7 @@ from gradflow.results import (
     atomic_write_text,
     load,
     threshold_label,
+    unfinished,
 )
 
 _MAX_ROWS = 200
@@ -310,6 +311,7 @@ h1 { font-size: 1.7em; margin: 0.2em 0 0.1em; }
 h2 { font-size: 1.25em; margin: 1.8em 0 0.5em; border-bottom: 1px solid #ddd;
   padding-bottom: 0.2em; }
 p.lede { color: #444; margin-top: 0.2em; }
+p.warning { color: #a33; }
 table { border-collapse: collapse; font: 14px/1.35 system-ui, sans-serif;
   margin: 0.5em 0; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e4e4e4; text-align: left;
@@ -398,6 +400,9 @@ def _html(ctx: _Context) -> str:
     ]
     if desc:
         parts.append(f'<p class="lede">{html.escape(desc)}</p>')
+    missing = unfinished(res)
+    if missing:
+        parts.append(f'<p class="warning"><strong>{html.escape(missing)}.</strong></p>')
     parts.append(
         f'<p class="lede">{len(res.records)} conditions, '
         f"{len(ctx.figures)} figures. Results in <code>"
@@ -490,6 +495,9 @@ def _markdown(ctx: _Context) -> str:
     out = [f"# {title}", ""]
     if desc:
         out += [desc, ""]
+    missing = unfinished(res)
+    if missing:
+        out += [f"**{missing}.**", ""]
     rec = _recommendation(res)
     if rec:
         out += [f"**{rec}**", ""]
