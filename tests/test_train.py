@@ -43,6 +43,7 @@ def test_divergence_stops_the_run_and_masks_the_rest():
         learning_rate=50.0,
         batch_size=8,
         compiler_options=FAST,
+        param_divergence_factor=None,  # the loss and non-finite tests alone
     )
     assert bool(log.diverged)
     at = int(log.diverged_at)
@@ -173,3 +174,57 @@ def test_bad_input(kwargs, err, match):
         gf.train.train(
             args.pop("model"), args.pop("task"), args.pop("optimizer"), **args
         )
+
+
+def test_a_parameter_norm_jump_is_divergence():
+    # Issue 10's case: an unclipped tanh RNN at gain 3 under SGD takes one step
+    # with a gradient norm ~1e6 into deep saturation; its loss stays flat.
+    task = gf.tasks.temporal_order(50)
+    cell = gf.cells.rnn(50, recurrent_init="gaussian", gain=3.0)
+
+    def one_step(**kwargs):
+        return gf.train.train(
+            cell,
+            task,
+            "sgd",
+            key=jax.random.key(0),
+            steps=1,
+            learning_rate=0.01,
+            compiler_options=FAST,
+            **kwargs,
+        )
+
+    after, log_off = one_step(param_divergence_factor=None)
+    before, log_on = one_step()  # diverged: frozen at the params before the step
+    assert float(log_off.grad_norm[0]) > 1e5 and not bool(log_off.diverged)
+    ratio = float(optax.tree.norm(after) / optax.tree.norm(before))
+    assert ratio > 10  # the jump the default factor 10 must catch
+    assert float(jnp.linalg.norm(after["cell"]["W_hh"])) > 1000
+    assert bool(log_on.diverged) and int(log_on.diverged_at) == 0
+    assert gf.train.DIVERGENCE_REASONS[int(log_on.diverged_by)] == "param_jump"
+    assert np.isnan(log_on.loss[0])
+    # The criterion is exactly "norm grew by more than the factor".
+    assert not bool(one_step(param_divergence_factor=ratio * 1.01)[1].diverged)
+    assert bool(one_step(param_divergence_factor=ratio * 0.99)[1].diverged)
+
+
+def test_inf_in_targets_is_bad_input_not_divergence():
+    task = gf.tasks.adding(10)
+    steps = 5
+    batch = jax.vmap(lambda k: task.sample(k, 4))(
+        jax.random.split(jax.random.key(3), steps)
+    )
+    batch = batch._replace(targets=batch.targets.at[2, 1].set(jnp.inf))
+    _, log = gf.train.train(
+        gf.cells.rnn(4),
+        task,
+        "sgd",
+        key=jax.random.key(0),
+        steps=steps,
+        learning_rate=0.01,
+        batches=batch,
+        compiler_options=FAST,
+    )
+    assert int(log.bad_input_at) == 2
+    assert not bool(log.diverged) and int(log.diverged_by) == 0
+    assert np.isnan(log.loss[2]) and np.all(np.isfinite(np.delete(log.loss, 2)))

@@ -16,12 +16,13 @@ from ._clip import (
     percentile_clip,
     zclip,
 )
-from ._loop import TrainLog, TrainResult, train
+from ._loop import DIVERGENCE_REASONS, TrainLog, TrainResult, train
 from ._network import model_for
 from ._optim import OPTIMIZER_NAMES, optimizer
 
 __all__ = [
     "CLIP_NAMES",
+    "DIVERGENCE_REASONS",
     "OPTIMIZER_NAMES",
     "MonitorState",
     "PercentileClipState",

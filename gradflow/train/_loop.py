@@ -26,7 +26,8 @@ class TrainLog(NamedTuple):
     """What a run recorded. With a batch of keys every field has a leading seed axis.
 
     Steps where nothing was learned hold NaN (absent, never data): every step
-    from ``diverged_at`` on, and steps whose input batch held NaN/inf.
+    from ``diverged_at`` on, and steps whose batch (inputs or targets) held
+    NaN/inf.
 
     Attributes:
         loss: ``(steps,)`` training loss of each step's batch (before its update).
@@ -42,8 +43,11 @@ class TrainLog(NamedTuple):
         diverged: ``()`` bool.
         diverged_at: ``()`` int32, the step where divergence was detected (-1:
             never). Parameters are frozen at their values before that step.
-        bad_input_at: ``()`` int32, the first step whose batch held NaN/inf (-1:
-            never); such steps are skipped, not taken as divergence.
+        bad_input_at: ``()`` int32, the first step whose batch (inputs or
+            float targets) held NaN/inf (-1: never); such steps are skipped,
+            not taken as divergence.
+        diverged_by: ``()`` int32, why the run diverged: an index into
+            :data:`DIVERGENCE_REASONS` (0: it did not).
     """
 
     loss: jax.Array
@@ -56,6 +60,12 @@ class TrainLog(NamedTuple):
     diverged: jax.Array
     diverged_at: jax.Array
     bad_input_at: jax.Array
+    diverged_by: jax.Array
+
+
+#: What ``TrainLog.diverged_by`` counts: none; a NaN/inf loss, gradient or
+#: parameter; loss growth; gradient-norm growth; a parameter-norm jump.
+DIVERGENCE_REASONS = ("none", "non-finite", "loss", "grad_norm", "param_jump")
 
 
 class TrainResult(NamedTuple):
@@ -72,6 +82,7 @@ class _Carry(NamedTuple):
     alive: jax.Array
     diverged_at: jax.Array
     bad_input_at: jax.Array
+    diverged_by: jax.Array
     ref_loss: jax.Array
     ref_grad: jax.Array
 
@@ -90,6 +101,7 @@ def train(
     profile_batch_size: int | None = None,
     divergence_factor: float = 100.0,
     grad_divergence_factor: float | None = None,
+    param_divergence_factor: float | None = 10.0,
     batches: Batch | None = None,
     vmap_seeds: bool | None = None,
     compiler_options: dict[str, Any] | None = None,
@@ -101,8 +113,12 @@ def train(
     ``init_key, data_key, profile_key = split(key, 3)``. A step is a divergence
     when its loss or gradient norm is NaN/inf, the loss exceeds
     ``divergence_factor`` × the first step's loss, or the gradient norm exceeds
-    ``grad_divergence_factor`` × the first step's; the run then freezes (no
-    Python branching: updates are masked with ``jnp.where``).
+    ``grad_divergence_factor`` × the first step's, or one update multiplies the
+    parameters' global norm by more than ``param_divergence_factor`` (a jump into
+    saturation: an unclipped tanh RNN at gain 3 leaves its first SGD step with
+    weights ~100x larger while its loss stays flat). The run then freezes (no
+    Python branching: updates are masked with ``jnp.where``) and
+    ``log.diverged_by`` records which test fired.
 
     Args:
         model: a cell (wired to the task by :func:`model_for`) or a
@@ -126,6 +142,8 @@ def train(
             divergence, > 1.
         grad_divergence_factor: the same for the gradient norm (``None``: only
             non-finite gradients count).
+        param_divergence_factor: the growth of the parameters' global norm in
+            one update that counts as divergence, > 1 (``None``: never).
         batches: train on these batches (a :class:`Batch` with a leading
             ``(steps,)`` axis on every field) instead of sampling ``task``.
         vmap_seeds: with a batch of keys, run the seeds as one vmapped program
@@ -163,6 +181,7 @@ def train(
         profile_batch_size=profile_batch_size,
         divergence_factor=divergence_factor,
         grad_divergence_factor=grad_divergence_factor,
+        param_divergence_factor=param_divergence_factor,
     )
     keys, batched = _check_key(key)
     if batches is not None:
@@ -224,6 +243,7 @@ class _Setup(NamedTuple):
     profile_batch_size: int
     factor: float
     grad_factor: float
+    param_factor: float
 
 
 def _checked(
@@ -239,6 +259,7 @@ def _checked(
     profile_batch_size,
     divergence_factor,
     grad_divergence_factor,
+    param_divergence_factor,
 ) -> _Setup:
     if not isinstance(task, Task):
         raise TypeError(
@@ -268,6 +289,16 @@ def _checked(
             "grad_divergence_factor", grad_divergence_factor, minimum=1.0, strict=True
         )
     )
+    param_factor = (
+        math.inf
+        if param_divergence_factor is None
+        else check_float(
+            "param_divergence_factor",
+            param_divergence_factor,
+            minimum=1.0,
+            strict=True,
+        )
+    )
     if clip is not None and not isinstance(clip, optax.GradientTransformation):
         raise TypeError(
             f"clip must be an optax.GradientTransformation or None (e.g. "
@@ -286,6 +317,7 @@ def _checked(
             "divergence_factor", divergence_factor, minimum=1.0, strict=True
         ),
         grad_factor=grad_factor,
+        param_factor=param_factor,
     )
 
 
@@ -295,6 +327,7 @@ def _prepare(setup: _Setup):
     steps, batch_size = setup.steps, setup.batch_size
     record_every, profile_batch_size = setup.record_every, setup.profile_batch_size
     factor, grad_factor = setup.factor, setup.grad_factor
+    param_factor = setup.param_factor
     # The monitor runs first (it sees the raw gradient and clips it), then the
     # optimiser: optax.chain(monitor, optimizer), with the monitor's state kept
     # by name in the carry rather than read back by position from the chain's.
@@ -330,6 +363,7 @@ def _prepare(setup: _Setup):
             alive=jnp.asarray(True),
             diverged_at=jnp.asarray(-1, jnp.int32),
             bad_input_at=jnp.asarray(-1, jnp.int32),
+            diverged_by=jnp.asarray(0, jnp.int32),
             ref_loss=nan,
             ref_grad=nan,
         )
@@ -339,7 +373,8 @@ def _prepare(setup: _Setup):
                 batch = task.sample(jax.random.fold_in(k_data, i), batch_size)
             else:
                 batch = jax.tree_util.tree_map(lambda a: a[i], data)
-            input_ok = _all_finite(batch.xs)
+            # NaN/inf in the data is bad input, not the model diverging.
+            input_ok = _all_finite(batch.xs) & _all_finite(batch.targets)
             (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(
                 c.params, batch
             )
@@ -351,13 +386,21 @@ def _prepare(setup: _Setup):
             ref_loss = jnp.where(first, loss, c.ref_loss)
             ref_grad = jnp.where(first, gnorm, c.ref_grad)
             # a zero reference (a zero first loss or gradient) cannot grow by a factor
-            grew = ((loss > factor * ref_loss) & (ref_loss > 0)) | (
-                (gnorm > grad_factor * ref_grad) & (ref_grad > 0)
+            loss_grew = (loss > factor * ref_loss) & (ref_loss > 0)
+            grad_grew = (gnorm > grad_factor * ref_grad) & (ref_grad > 0)
+            new_params = optax.apply_updates(c.params, updates)
+            new_norm = optax.tree.norm(new_params)
+            jumped = new_norm > param_factor * optax.tree.norm(c.params)
+            finite = finite & jnp.isfinite(new_norm)
+            # The first test that fires names the reason (DIVERGENCE_REASONS).
+            reason = jnp.select(
+                [~finite, loss_grew, grad_grew, jumped],
+                jnp.arange(1, 5, dtype=jnp.int32),
+                0,
             )
-            blew_up = ~finite | grew
+            blew_up = reason > 0
             diverge_now = c.alive & input_ok & blew_up
             take = c.alive & input_ok & ~blew_up
-            new_params = optax.apply_updates(c.params, updates)
             keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
                 lambda a, b: jnp.where(take, a, b), new, old
             )
@@ -367,6 +410,7 @@ def _prepare(setup: _Setup):
                 opt_state=keep(opt_state, c.opt_state),
                 alive=c.alive & ~diverge_now,
                 diverged_at=jnp.where(diverge_now, i, c.diverged_at),
+                diverged_by=jnp.where(diverge_now, reason, c.diverged_by),
                 bad_input_at=jnp.where(
                     (c.bad_input_at < 0) & ~input_ok, i, c.bad_input_at
                 ),
@@ -424,6 +468,7 @@ def _prepare(setup: _Setup):
             diverged=~carry.alive,
             diverged_at=carry.diverged_at,
             bad_input_at=carry.bad_input_at,
+            diverged_by=carry.diverged_by,
         )
         return TrainResult(carry.params, log)
 
