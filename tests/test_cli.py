@@ -102,11 +102,19 @@ def test_help_explains_every_option(capsys):
             "--quick",
             "--force",
             "--report",
+            "--yes",
             "--quiet",
         ],
         "demo": ["--out", "--quick", "--quiet"],
         "report": ["DIR"],
-        "figures": ["--experiments", "--out", "--results", "--only", "--quick"],
+        "figures": [
+            "--experiments",
+            "--out",
+            "--results",
+            "--only",
+            "--quick",
+            "--force",
+        ],
     }
     with pytest.raises(SystemExit) as exit_:
         parser.parse_args(["--help"])
@@ -136,3 +144,130 @@ def test_help_explains_every_option(capsys):
             helptext = action.help % {"default": action.default}
             assert len(helptext.split()) >= 3, (command, action.dest, helptext)
             assert "".join(helptext.split()) in page, (command, action.dest)
+
+
+TINY = """\
+[experiment]
+name = "tiny"
+figures = ["grad_norm_profile"]
+[grid]
+cell = "rnn"
+hidden_size = 3
+init = "orthogonal"
+gain = [0.5, 1.0, 1.5, 2.0]
+length = 6
+input = "zeros"
+seeds = 2
+[cell]
+activation = "linear"
+bias_init = "zeros"
+[input]
+size = 1
+[measure]
+grad_norms = { loss = "last_linear" }
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "experiments" / "tiny.toml"
+    path.parent.mkdir()
+    path.write_text(TINY)
+    return path
+
+
+def test_figures_quick_never_touches_full_results(tmp_path, tiny_config, capsys):
+    results_dir, figures_dir = tmp_path / "results", tmp_path / "figures"
+    full = results_dir / "tiny"
+    assert main(["run", str(tiny_config), "--out", str(full), "--quiet"]) == 0
+    before = (full / "metrics.jsonl").read_bytes()
+    args = ["figures", "--experiments", str(tiny_config.parent)]
+    args += ["--results", str(results_dir), "--out", str(figures_dir), "--quiet"]
+    assert main([*args, "--quick"]) == 0
+    assert (full / "metrics.jsonl").read_bytes() == before  # untouched
+    assert len(results.read_metrics(results_dir / "tiny-quick")) == 2
+    assert (figures_dir / "tiny-quick" / "grad_norm_profile.png").exists()
+    assert not (figures_dir / "tiny").exists()
+    assert main(args) == 0  # the full run: resumed (nothing to do), figures made
+    assert (full / "metrics.jsonl").read_bytes() == before
+    assert (figures_dir / "tiny" / "grad_norm_profile.png").exists()
+    # A changed config is refused without --force, replaced with it.
+    tiny_config.write_text(TINY.replace("seeds = 2", "seeds = 3"))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "different config" in capsys.readouterr().err
+    assert (full / "metrics.jsonl").read_bytes() == before
+    assert main([*args, "--force"]) == 0
+    assert results.read_metrics(full)[0]["seeds"] == [0, 1, 2]
+
+
+def test_run_report_and_a_partial_run(tmp_path, tiny_config, capsys, monkeypatch):
+    import signal
+
+    out = tmp_path / "out"
+    advance = sweep.Progress.advance
+
+    def ctrl_c_after_two(self, pid, seconds):
+        advance(self, pid, seconds)
+        if self._computed == 2:
+            signal.raise_signal(signal.SIGINT)  # as a terminal's Ctrl-C
+
+    monkeypatch.setattr(sweep.Progress, "advance", ctrl_c_after_two)
+    assert main(["run", str(tiny_config), "--out", str(out), "--report"]) == 130
+    err = capsys.readouterr().err
+    assert "stopping after the current point" in err
+    assert "run the same command again to resume" in err
+    assert len(results.read_metrics(out)) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    monkeypatch.undo()
+
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "holds 2 of 4 conditions: the run is unfinished" in err
+    assert "2 of 4 conditions" in (out / "report.html").read_text()
+    assert "2 of 4 conditions" in (out / "report.md").read_text()
+
+    assert main(["run", str(tiny_config), "--out", str(out), "--report"]) == 0
+    err = capsys.readouterr().err
+    assert "tiny: 4 points x 2 seeds" in err and "unfinished" not in err
+    assert "of 4 conditions" not in (out / "report.html").read_text()
+    assert (out / "figures" / "grad_norm_profile.png").exists()
+
+
+def test_filesystem_and_input_errors_are_one_line(tmp_path, tiny_config, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.toml").write_text("[grid\n")
+    cases = [
+        (["run", str(tiny_config), "--out", str(a_file)], f"{a_file} is a file"),
+        (
+            ["run", str(tiny_config), "--out", str(a_file / "x")],
+            f"{a_file} is a file",
+        ),
+        (["run", str(tiny_config), "--out", "/sys/x"], "/sys/x: "),
+        (["run", str(tmp_path), "--out", str(tmp_path / "o")], "is a directory"),
+        (["run", str(tiny_config), "--out", ""], "out must name a results dir"),
+        (["run", str(tiny_config), "--out", str(damaged)], "config.toml is damaged"),
+        (["report", str(damaged)], "config.toml is damaged"),
+    ]
+    for argv, expected in cases:
+        argv += ["--quiet"] if argv[0] == "run" else []
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("gradflow: error: ") and expected in err, (argv, err)
+        assert "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_big_grids_need_yes(tmp_path, tiny_config, capsys, monkeypatch):
+    import gradflow.cli
+
+    monkeypatch.setattr(gradflow.cli, "MAX_POINTS", 3)
+    out = tmp_path / "out"
+    assert main(["run", str(tiny_config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "4 points x 2 seeds, more than the 3 allowed without --yes" in err
+    assert not out.exists()
+    assert main(["run", str(tiny_config), "--out", str(out), "--yes", "--quiet"]) == 0
+    assert len(results.read_metrics(out)) == 4

@@ -6,6 +6,9 @@ send real signals; the others drive :func:`gradflow.sweep.run` in-process.
 
 import math
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +191,116 @@ def test_force_clears_the_old_figures_and_report(tmp_path, compiled):
 def test_empty_out_is_refused(bad):
     with pytest.raises(ValueError, match="out must name a results directory"):
         sweep.run(tiny(), bad, progress="none")
+
+
+# --- the command line in real processes: signals, kills, two runs at once ---
+
+SLOW_GAINS = [round(0.5 + 0.01 * i, 2) for i in range(150)]
+
+
+def slow():
+    """150 points of a few milliseconds each: a run that lasts about a second."""
+    return tiny(gain=SLOW_GAINS, length=400)
+
+
+def cli(out, config_path, *extra):
+    """Start ``gradflow run`` in its own process group, as a shell's job."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "gradflow.cli", "run", str(config_path)]
+    return subprocess.Popen(
+        [*command, "--out", str(out), *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        process_group=0,
+    )
+
+
+def wait_for_line(proc, start: str) -> list[str]:
+    """Lines of stderr up to and including the first that starts with ``start``."""
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith(start):
+            return lines
+    raise AssertionError(f"no line starting {start!r}: {''.join(lines)}")
+
+
+def finish(proc, timeout=60) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def slow_config(tmp_path_factory):
+    import tomli_w
+
+    path = tmp_path_factory.mktemp("configs") / "slow.toml"
+    path.write_text(tomli_w.dumps(slow()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def slow_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slow_reference")
+    sweep.run(slow(), out, progress="none")
+    res = results.load(out)
+    return {r["id"]: res.arrays(r["id"]) for r in res.records}
+
+
+def test_ctrl_c_during_compilation_and_between_points(
+    tmp_path, slow_config, slow_reference
+):
+    # During compilation: the grid line is printed before the first compile.
+    proc = cli(tmp_path, slow_config)
+    wait_for_line(proc, "tiny: 150 points")
+    os.killpg(proc.pid, signal.SIGINT)
+    status, err = finish(proc)
+    assert status == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    assert len(results.read_metrics(tmp_path)) <= 1
+
+    # Between points: the run stops after the point in flight, exit 130.
+    proc = cli(tmp_path, slow_config)
+    wait_for_line(proc, "[")
+    os.killpg(proc.pid, signal.SIGINT)
+    status, err = finish(proc)
+    assert status == 130, err
+    assert "stopping after the current point" in err and "Traceback" not in err
+    done = len(results.read_metrics(tmp_path))
+    assert 1 <= done < len(SLOW_GAINS)
+    assert len(list((tmp_path / "points").glob("*.npz"))) == done
+
+    status, err = finish(cli(tmp_path, slow_config))  # resume
+    assert status == 0, err
+    assert f"{done} already done" in err
+    assert_same_results(tmp_path, slow_reference)
+
+
+def test_sigkill_then_resume(tmp_path, slow_config, slow_reference):
+    proc = cli(tmp_path, slow_config)
+    wait_for_line(proc, "[")
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert finish(proc)[0] == -signal.SIGKILL
+    # What a kill inside a write leaves: a temporary file and a torn record.
+    (tmp_path / "points" / ".x.npz.123.tmp").write_bytes(b"half")
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"id": "cut sh')
+    status, err = finish(cli(tmp_path, slow_config))
+    assert status == 0, err
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert_same_results(tmp_path, slow_reference)
+
+
+def test_two_runs_at_once(tmp_path, slow_config, slow_reference):
+    first, second = cli(tmp_path, slow_config), cli(tmp_path, slow_config)
+    (s1, e1), (s2, e2) = finish(first), finish(second)
+    assert sorted([s1, s2]) == [0, 2], (e1, e2)
+    loser, winner = (second, first) if s1 == 0 else (first, second)
+    message = e2 if loser is second else e1
+    assert f"is in use by another gradflow run (pid {winner.pid} on " in message
+    assert "Traceback" not in message
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(SLOW_GAINS)  # every record once, none lost
+    assert_same_results(tmp_path, slow_reference)
