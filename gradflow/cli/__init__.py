@@ -132,6 +132,33 @@ def _list_shipped() -> int:
     return 0
 
 
+def _distributed(args: argparse.Namespace) -> int:
+    """Join a multi-process run (``--distributed``); this process's index."""
+    manual = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed:
+        if any(v is not None for v in manual):
+            raise _Failure(
+                "--coordinator, --num-processes and --process-id need --distributed"
+            )
+        return 0
+    if any(v is None for v in manual) and any(v is not None for v in manual):
+        raise _Failure(
+            "give all of --coordinator, --num-processes and --process-id, or none "
+            "(then jax.distributed.initialize() reads the cluster's environment)"
+        )
+    import jax
+
+    # CPU devices of different processes talk through gloo (no-op elsewhere).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        heartbeat_timeout_seconds=args.heartbeat_timeout,
+    )
+    return jax.process_index()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.list:
         return _list_shipped()
@@ -147,6 +174,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = sweep.check_out(args.out)
     if args.report:
         _report_module()  # before hours of running, not after
+    if _distributed(args) > 0:
+        args.quiet, args.report = True, False  # process 0 speaks and writes
     _announce(config, args)
     out = sweep.run(
         config,
@@ -303,6 +332,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes",
         action="store_true",
         help=f"run a grid of more than {MAX_POINTS:,} points (refused without it)",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one of several processes running this sweep together: calls "
+        "jax.distributed.initialize() (which reads SLURM's and the other "
+        "cluster environments JAX knows; or give the three options below); "
+        "process 0 writes DIR, which every process must see",
+    )
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="with --distributed: process 0's address, where the processes meet",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="with --distributed: how many processes run the sweep",
+    )
+    p.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        help="with --distributed: this process's index, 0 to N-1",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=100,
+        metavar="S",
+        help="with --distributed: seconds without word from a process before the "
+        "others stop, as its points cannot finish without it (default: %(default)s)",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_run)
