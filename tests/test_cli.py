@@ -271,3 +271,22 @@ def test_big_grids_need_yes(tmp_path, tiny_config, capsys, monkeypatch):
     assert not out.exists()
     assert main(["run", str(tiny_config), "--out", str(out), "--yes", "--quiet"]) == 0
     assert len(results.read_metrics(out)) == 4
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("length = 6", "length = 1"), "lengths >= 2 with grad_norms"),
+        (
+            ('input = "zeros"', 'input = "temporal_order"'),
+            "lengths >= 10 with input temporal_order",
+        ),
+    ],
+)
+def test_what_a_run_needs_is_checked_before_it_starts(tmp_path, edit, expected, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.replace(*edit))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "[grid] length" in err and expected in err
+    assert not (tmp_path / "out").exists()

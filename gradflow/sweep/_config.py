@@ -397,12 +397,34 @@ def validate_measure(
             _smallest_state(grid),
         ),
     }
+    _check_lengths(where, grid, out["measure"])
     if "quick" in raw:
         quick = _quick_section(where, raw["quick"])
         # The overrides must themselves be valid grid values; kept resolved.
         merged = _grid(where, {**grid, **quick})
+        _check_lengths(where, merged, out["measure"], "[quick] length")
         out["quick"] = {k: merged[k] for k in quick}
     return out
+
+
+#: The shortest sequence each task input can make (``gradflow.tasks``).
+TASK_MIN_LENGTH = {"adding": 4, "copy": 1, "temporal_order": 10}
+
+
+def _check_lengths(
+    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any], key: str = ""
+) -> None:
+    """Lengths every point can run with: caught here, not at point 37 of 40."""
+    key = key or "[grid] length"
+    shortest = min(grid["length"])
+    if "grad_norms" in measure and shortest < 2:
+        raise _fail(
+            where, key, "lengths >= 2 with grad_norms (its decay fit)", shortest
+        )
+    for task in grid["input"]:
+        least = TASK_MIN_LENGTH.get(task, 1)
+        if shortest < least:
+            raise _fail(where, key, f"lengths >= {least} with input {task}", shortest)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
