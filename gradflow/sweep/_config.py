@@ -407,10 +407,6 @@ def validate_measure(
     return out
 
 
-#: The shortest sequence each task input can make (``gradflow.tasks``).
-TASK_MIN_LENGTH = {"adding": 4, "copy": 1, "temporal_order": 10}
-
-
 def _check_lengths(
     where: str, grid: Mapping[str, Any], measure: Mapping[str, Any], key: str = ""
 ) -> None:
@@ -422,7 +418,7 @@ def _check_lengths(
             where, key, "lengths >= 2 with grad_norms (its decay fit)", shortest
         )
     for task in grid["input"]:
-        least = TASK_MIN_LENGTH.get(task, 1)
+        least = _names.TASKS[task].min_length if task in _names.TASKS else 1
         if shortest < least:
             raise _fail(where, key, f"lengths >= {least} with input {task}", shortest)
 
