@@ -290,3 +290,35 @@ def test_what_a_run_needs_is_checked_before_it_starts(tmp_path, edit, expected, 
     err = capsys.readouterr().err
     assert str(path) in err and "[grid] length" in err and expected in err
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_resumes_its_own_folder_and_refuses_others(tmp_path, capsys, monkeypatch):
+    import gradflow.cli
+
+    demo = tmp_path / "demo.toml"
+    demo.write_text(TINY.replace('name = "tiny"', 'name = "demo"'))
+    monkeypatch.setattr(gradflow.cli, "DEMO_CONFIG", demo)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quick", "--quiet"]) == 0
+    quick = tmp_path / "gradflow-demo-quick"  # not over a full demo's folder
+    assert len(results.read_metrics(quick)) == 2 and (quick / "report.html").exists()
+    out = tmp_path / "gradflow-demo"
+    assert main(["demo", "--quiet"]) == 0
+    before = (out / "metrics.jsonl").read_bytes()
+    assert len(results.read_metrics(out)) == 4
+    assert main(["demo", "--quiet"]) == 0  # resumed: nothing to redo
+    assert (out / "metrics.jsonl").read_bytes() == before
+    # An older demo (another config) in its own folder is replaced...
+    demo.write_text(
+        TINY.replace('name = "tiny"', 'name = "demo"').replace("2.0]", "3.0]")
+    )
+    assert main(["demo", "--quiet"]) == 0
+    assert 3.0 in [r["coords"]["gain"] for r in results.read_metrics(out)]
+    # ... but a quick demo never replaces a full one, nor anything else.
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 2
+    assert "different config" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(["run", str(demo), "--out", str(other), "--quiet"]) == 0
+    (other / "config.toml").write_text(TINY)
+    assert main(["demo", "--out", str(other), "--quiet"]) == 2

@@ -194,10 +194,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gradflow import results, sweep
 
+    if args.out is None:  # a quick demo never replaces a full one
+        args.out = "gradflow-demo-quick" if args.quick else "gradflow-demo"
     out = sweep.check_out(args.out)
     config = sweep.load_config(DEMO_CONFIG)
-    # Replacing an older demo in its own folder is fine; anything else is refused.
-    force = results.read_config(out).get("experiment", {}).get("name") == "demo"
+    # Replacing an older demo of the same size in its own folder is fine (the
+    # demo changed between versions); anything else is refused.
+    there = results.read_config(out).get("experiment", {})
+    force = there.get("name") == "demo" and there.get("quick") == args.quick
     sweep.run(config, out, quick=args.quick, progress=_progress(args), force=force)
     _write_report(out, args.quiet)
     return 0
@@ -381,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        default="gradflow-demo",
         metavar="DIR",
-        help="where to write results and the report (default: %(default)s)",
+        help="where to write results and the report (default: gradflow-demo, or "
+        "gradflow-demo-quick with --quick)",
     )
     p.add_argument("--quick", action="store_true", help="a smaller demo (seconds)")
     _add_progress(p)
