@@ -73,7 +73,9 @@ def test_fixed_points_through_a_sweep_closed_form(tmp_path):
     arrays = res.arrays(by_gain[0.5]["id"])
     np.testing.assert_allclose(arrays["whh_eigenvalues"], 0.5, rtol=1e-6)
     keep = arrays["fixed_point_distinct"][0]
-    np.testing.assert_allclose(arrays["fixed_point_states"][0][keep], 0.0, atol=1e-6)
+    # float32 solve from O(1) starts: the damped last steps leave ~1e-6 (measured
+    # 2.4e-6); a wrong point would be O(0.1) away.
+    np.testing.assert_allclose(arrays["fixed_point_states"][0][keep], 0.0, atol=2e-5)
     m = by_gain[2.0]["metrics"]
     assert all(1 <= c <= 9 for c in m["fixed_points"]), m["fixed_points"]
     assert m["fixed_point_attracts"] == [1, 1]
