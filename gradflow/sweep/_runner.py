@@ -365,18 +365,6 @@ def _finished(out: Path) -> set[str]:
     return {pid for pid in with_metrics if results.point_done(out, pid)}
 
 
-def _platform(devices) -> str:
-    import jax
-
-    return (list(devices) if devices is not None else jax.devices())[0].platform
-
-
-def _finished(out: Path) -> set[str]:
-    """Points whose arrays and metrics are both written."""
-    with_metrics = {r["id"] for r in results.read_metrics(out)}
-    return {pid for pid in with_metrics if results.point_done(out, pid)}
-
-
 def _start_provenance(
     out: Path, seeds: list[int], devices, total: int
 ) -> tuple[dict, float]:
