@@ -28,9 +28,14 @@ demo: $(STAMP_RUN)
 	$(BIN)/gradflow demo --out gradflow-demo
 
 # One OpenBLAS thread: its busy-waiting threads fight XLA's for the 2 cores.
+# Two workers, a test file each (module fixtures run once): most tests are
+# single-threaded compilation, so two cores finish in about 0.6x the time of one
+# worker. TEST_WORKERS=0 runs in one process.
 # Coverage: a per-module table of gradflow at the end (line coverage).
+TEST_WORKERS ?= 2
 test: $(STAMP_TEST)
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest --cov=gradflow --cov-report=term
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		--cov=gradflow --cov-report=term
 
 # Plant each curated bug (mutants/mutants.toml) in a copy of the repository and run
 # the tests meant to catch it: prints caught/survived per mutant. Not part of

@@ -116,6 +116,27 @@ def state_size(kind: str, hidden_size: int) -> int:
     return _get("cell kind", CELLS, kind).state_multiplier * hidden_size
 
 
+def is_factory(name: Any) -> bool:
+    """Whether ``name`` is ``"module:function"``: a user's cell factory in a config."""
+    if not isinstance(name, str) or name.count(":") != 1:
+        return False
+    module, function = name.split(":")
+    return function.isidentifier() and all(p.isidentifier() for p in module.split("."))
+
+
+def cell_kind(name: str) -> CellKind:
+    """The registry's entry for ``name``; for a factory name, what is known before
+    it is built (no options, no PyTorch twin; its state size comes from the built
+    cell, ``gradflow.sweep._user_cells``).
+
+    Raises:
+        ValueError: ``name`` is neither registered nor ``"module:function"``.
+    """
+    if is_factory(name):
+        return CellKind(name)
+    return _get("cell kind", CELLS, name)
+
+
 def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
     """A builder from its ``"module:function"`` name (a callable passes through)."""
     if callable(target):

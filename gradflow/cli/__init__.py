@@ -7,6 +7,7 @@ Each sub-command imports what it needs when it runs, so ``gradflow report``
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import textwrap
@@ -170,6 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gradflow import sweep
     from gradflow._experiments import resolve
 
+    _cwd_importable()
     config = sweep.load_config(resolve(_config_path(args.config)))
     out = sweep.check_out(args.out)
     if args.report:
@@ -189,6 +191,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         _write_report(out, args.quiet)
     return 0
+
+
+def _cwd_importable() -> None:
+    """Let ``[grid] cell = "mycells:mgu"`` find ``mycells.py`` in the current folder.
+
+    As ``python -m`` would; appended, so it never shadows an installed package.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -247,6 +259,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         configs = [c for c in configs if c.stem in args.only]
     if not configs:
         raise _Failure(f"no experiments (*.toml) found in {folder}")
+    _cwd_importable()
     loaded = [sweep.load_config(c) for c in configs]  # all checked before any runs
     # Quick results and figures get their own folders: a smoke test never
     # replaces (or mixes into) the full results or the shipped figures.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 import math
 import numbers
 import tomllib
@@ -120,6 +121,44 @@ def _choices(where, key, value, choices) -> list[str]:
     return _unique(where, key, out)
 
 
+def _cells(where: str, value: Any) -> list[str]:
+    """Registered cell kinds, or ``"module:function"`` factories of the user's.
+
+    A factory's module must be findable now; it is imported and its cell built
+    (on shapes) when the run starts, before any point (``_user_cells.check``).
+    """
+    out = []
+    for v in _as_list(value):
+        if _names.is_factory(v):
+            module = v.split(":")[0]
+            try:
+                problem = (
+                    ""
+                    if importlib.util.find_spec(module)
+                    else f"No module named {module!r}"
+                )
+            except (ImportError, ValueError) as err:
+                problem = str(err)
+            if problem:
+                raise _fail(
+                    where,
+                    "[grid] cell",
+                    f"a cell factory 'module:function' whose module can be "
+                    f"imported ({problem})",
+                    v,
+                )
+        elif not isinstance(v, str) or v not in _names.CELLS:
+            raise _fail(
+                where,
+                "[grid] cell",
+                f"one of {', '.join(_names.CELLS)} or a cell factory "
+                f"'module:function' (or a list)",
+                v,
+            )
+        out.append(v)
+    return _unique(where, "[grid] cell", out)
+
+
 def _unique(where: str, key: str, values: list[Any]) -> list[Any]:
     if not values:
         raise _fail(where, key, "at least one value", values)
@@ -220,7 +259,7 @@ def _grid(where: str, raw: Any) -> dict[str, Any]:
     table = _check_keys(where, "grid", raw, (*AXES, "seeds"))
     g = {**GRID_DEFAULTS, **table}
     return {
-        "cell": _choices(where, "[grid] cell", g["cell"], tuple(_names.CELLS)),
+        "cell": _cells(where, g["cell"]),
         "hidden_size": _ints(
             where, "[grid] hidden_size", g["hidden_size"], minimum=1, maximum=4096
         ),
@@ -261,7 +300,7 @@ def _cell(where: str, raw: Any, cells: list[str]) -> dict[str, Any]:
             raise _fail(where, "[cell] forget_bias", "a finite number (LSTM only)", fb)
         out["forget_bias"] = float(fb)
     for key in table:
-        takers = [c for c in cells if key in _names.CELLS[c].options]
+        takers = [c for c in cells if key in _names.cell_kind(c).options]
         if key not in CELL_DEFAULTS and not takers:
             owners = [k for k, v in _names.CELLS.items() if key in v.options]
             raise ConfigError(
@@ -346,9 +385,14 @@ def _quick_section(where: str, raw: Any) -> dict[str, Any]:
 
 
 def _smallest_state(grid: Mapping[str, Any]) -> int:
-    return min(grid.get("layers", [1])) * min(
-        _names.state_size(c, n) for c in grid["cell"] for n in grid["hidden_size"]
-    )
+    """Of the registered cells; a user's factory's is checked once it is built."""
+    sizes = [
+        _names.state_size(c, n)
+        for c in grid["cell"]
+        if not _names.is_factory(c)
+        for n in grid["hidden_size"]
+    ]
+    return min(grid.get("layers", [1])) * min(sizes, default=2**31)
 
 
 def validate(

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import gradflow as gf
 from gradflow._measure._fixed import eigenvalues_at, visited_states
 
+from ._user_cells import has_w_hh
+
 
 class PointContext(NamedTuple):
     """What a measurement function knows besides its seed's data.
@@ -100,7 +102,15 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
 
 
 def bound(ctx: PointContext, params, xs, u):
-    b = gf.vanishing_bound(ctx.cell, params, ctx.activation)
+    cell = ctx.cell
+    if cell.kind == "custom" or any(c.kind == "custom" for c in cell.layers):
+        # A user's cell: the theorem is the tanh RNN's; only sigma_max of a
+        # W_hh it names means something here.
+        if cell.layers or not has_w_hh(params):
+            return {}, {}
+        sigma = gf.vanishing_bound(cell, params, w_hh=params["W_hh"]).sigma_max
+        return {}, {"sigma_max_whh": sigma}
+    b = gf.vanishing_bound(cell, params, ctx.activation)
     # a stack: the largest over its layers (the layer furthest from vanishing)
     return {}, {
         "sigma_max_whh": jnp.max(b.sigma_max),
@@ -124,7 +134,7 @@ def fixed_points(ctx: PointContext, params, xs, u):
     cand = gf.fixed_point_candidates(
         cell, params, None, starts, max_steps=opts["max_steps"]
     )
-    zero = jnp.zeros((cell.input_size(params),), cand.states.dtype)
+    zero = jnp.zeros(xs.shape[-1:], cand.states.dtype)
     eig = eigenvalues_at(cell, params, zero, cand.states)
     modulus = jnp.abs(eig[:, 0])
     conv = cand.converged

@@ -25,6 +25,8 @@ from gradflow.cells import make as make_cell
 
 from ._config import task_inputs
 from ._measures import PointContext
+from ._user_cells import build as user_cell
+from ._user_cells import has_w_hh, traced
 
 #: Initialisers that run on the host (eigvals) and so cannot be traced.
 HOST_INITS = _names.HOST_INITS
@@ -53,10 +55,13 @@ def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells
         "input_init": opts["input_init"],
         "bias_init": opts["bias_init"],
     }
-    for key in _names.CELLS[coords["cell"]].options:
-        if key in opts:
-            kwargs[key] = opts[key]
-    cell = make_cell(coords["cell"], coords["hidden_size"], **kwargs)
+    if _names.is_factory(coords["cell"]):
+        cell = user_cell(coords["cell"], coords["hidden_size"], kwargs)
+    else:
+        for key in _names.CELLS[coords["cell"]].options:
+            if key in opts:
+                kwargs[key] = opts[key]
+        cell = make_cell(coords["cell"], coords["hidden_size"], **kwargs)
     layers = coords.get("layers", 1)
     return gf.cells.stack([cell] * layers) if layers > 1 else cell
 
@@ -132,8 +137,10 @@ def point_function(
     length = coords["length"]
     size = input_size(config, coords)
     scale = config["input"]["scale"]
-    takes = _names.CELLS[coords["cell"]].options
+    takes = _names.cell_kind(coords["cell"]).options
     activation = config["cell"]["activation"] if "activation" in takes else "tanh"
+    # A custom cell may leave its width to its step: read it off one traced step.
+    width = cell.hidden_size or int(traced(cell, size)[2].shape[-1])
 
     def prepare(seed, params, gain):
         k_p, k_x, k_u = seed_keys(seed)
@@ -141,7 +148,7 @@ def point_function(
             params = cell.init(k_p, size)
         params = _scale_w_hh(params, gain)
         xs = sample_input(coords["input"], k_x, (length, size), scale)
-        u = jax.random.normal(k_u, (cell.hidden_size,))
+        u = jax.random.normal(k_u, (width,))
         return params, xs, u / jnp.linalg.norm(u)
 
     # The switched-on measurements in the config's order, then those that
@@ -170,7 +177,13 @@ def point_function(
 
 
 def _scale_w_hh(params: Any, gain: jax.Array) -> Any:
-    """``W_hh`` times the gain (every layer's, for a stack's tuple of params)."""
+    """``W_hh`` times the gain (every layer's, for a stack's tuple of params).
+
+    A user's cell without a ``W_hh`` is left as it is: the run refused its
+    config unless every gain is 1 (``_user_cells.check``).
+    """
+    if not has_w_hh(params):
+        return params
     if isinstance(params, tuple):
         return tuple(_scale_w_hh(p, gain) for p in params)
     return {**params, "W_hh": gain * params["W_hh"]}

@@ -239,6 +239,10 @@ def run(
     if quick:
         config = quick_config(config)
     out = check_out(out)
+    if config["experiment"]["kind"] == "measure":
+        from ._user_cells import check as check_user_cells
+
+        check_user_cells(config)  # imports and builds them before any file is made
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(deferred_interrupt())

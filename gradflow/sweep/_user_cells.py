@@ -1,0 +1,173 @@
+"""Cells a config names as ``"module:function"``: a factory of the user's.
+
+``[grid] cell = ["gru", "mypkg.cells:mgu"]`` names a function
+``mgu(hidden_size, **options) -> Cell | (Cell, init)``, with ``init(key,
+input_size, dtype=float32) -> params`` (or a ``Cell`` whose own ``init`` draws
+params, as :func:`gradflow.cells.custom`'s ``init=`` and
+:func:`gradflow.from_equinox`'s ``init=`` make). It receives the keyword
+arguments a built-in builder does (``recurrent_init``, ``input_init``,
+``bias_init``) only when its signature takes them.
+
+Config validation (no jax) checks the name's form and that its module can be
+found; :func:`check` then imports it and builds the cell on shapes only, for
+every width in the grid, before a run touches its directory: a wrong return
+type, a cell without ``init``, a gain other than 1 for params without a
+``W_hh`` to scale, or a ``k`` larger than the cell's state are errors naming
+``[grid] cell``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import gradflow as gf
+from gradflow import _names
+
+from ._config import ConfigError
+
+#: The keyword arguments of a built-in builder that a factory may take.
+SHARED_OPTIONS = ("recurrent_init", "input_init", "bias_init")
+
+
+def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> gf.cells.Cell:
+    """The cell of factory ``name`` at ``hidden_size``, its ``init`` attached.
+
+    ``options`` are the shared builder keywords; those the factory's signature
+    does not take are left out.
+
+    Raises:
+        ConfigError: the factory cannot be imported or returns something else
+            than a ``Cell`` or ``(Cell, init)``.
+    """
+    where = f"[grid] cell {name!r}"
+    try:
+        factory = _names.resolve(name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(
+            f"{where}: cannot import it ({type(err).__name__}: {err})"
+        ) from err
+    if not callable(factory):
+        raise ConfigError(
+            f"{where}: expected a callable factory, got {type(factory).__name__}"
+        )
+    made = factory(hidden_size, **_taken(factory, options))
+    if isinstance(made, gf.cells.Cell):
+        return made
+    if (
+        isinstance(made, tuple)
+        and len(made) == 2
+        and isinstance(made[0], gf.cells.Cell)
+        and callable(made[1])
+    ):
+        return made[0]._replace(init=made[1])
+    raise ConfigError(
+        f"{where}: expected the factory to return a gradflow Cell or (Cell, "
+        f"init(key, input_size, dtype) -> params), got {_describe(made)}"
+    )
+
+
+def takes_init(name: str) -> bool:
+    """Whether factory ``name`` takes ``recurrent_init`` (the ``init`` axis)."""
+    return "recurrent_init" in _taken(_names.resolve(name), {"recurrent_init": None})
+
+
+def has_w_hh(params: Any) -> bool:
+    """Whether the sweep can scale these params' recurrent matrix by the gain."""
+    if isinstance(params, tuple):
+        return all(has_w_hh(p) for p in params)
+    return isinstance(params, Mapping) and "W_hh" in params
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Build every user cell of a measurement config on shapes; refuse what cannot run.
+
+    Runs before a sweep touches its directory. Nothing is computed: the cell's
+    params and one step are traced with ``jax.eval_shape``.
+
+    Args:
+        config: a resolved ``measure`` config.
+
+    Raises:
+        ConfigError: naming ``[grid] cell`` and what was expected.
+    """
+    from ._point import input_size as input_width
+
+    grid = config["grid"]
+    users = [c for c in grid["cell"] if _names.is_factory(c)]
+    gains = [g for g in grid["gain"] if g != 1.0]
+    sizes = {
+        input_width(config, {"input": i, "length": max(grid["length"])})
+        for i in grid["input"]
+    }
+    for name, input_size in ((u, d) for u in users for d in sorted(sizes)):
+        where = f"[grid] cell {name!r}"
+        if len(grid["init"]) > 1 and not takes_init(name):
+            raise ConfigError(
+                f"{where}: its factory takes no recurrent_init, so [grid] init "
+                f"must have one value, got {grid['init']}"
+            )
+        for n in grid["hidden_size"]:
+            cell = build(name, n, _options(config, grid["init"][0]))
+            try:
+                params, carry, _ = traced(cell, input_size)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(
+                    f"{where}: hidden_size {n}, input size {input_size}: {err}"
+                ) from err
+            if gains and not has_w_hh(params):
+                raise ConfigError(
+                    f"{where}: [grid] gain scales params['W_hh'], and this cell's "
+                    f"params have none; use gain = [1.0] (got {grid['gain']})"
+                )
+            if "param_grad_by_step" in config["measure"] and not has_w_hh(params):
+                raise ConfigError(
+                    f"{where}: [measure] param_grad_by_step records the share of "
+                    "params['W_hh'], and this cell's params have none"
+                )
+            state = sum(
+                int(leaf.size) for leaf in jax.tree_util.tree_leaves(carry)
+            ) * min(grid.get("layers", [1]))
+            for m, opts in config["measure"].items():
+                if opts.get("k", 0) > state:
+                    raise ConfigError(
+                        f"{where}: [measure] {m}.k: expected at most the cell's "
+                        f"state size {state} (hidden_size {n}), got {opts['k']}"
+                    )
+
+
+def traced(cell: gf.cells.Cell, input_size: int) -> tuple[Any, Any, Any]:
+    """``(params, carry, h)`` of one example as shapes, from one traced step."""
+    params = jax.eval_shape(lambda k: cell.init(k, input_size), jax.random.key(0))
+    x = jax.ShapeDtypeStruct((input_size,), jnp.float32)
+    carry = cell.initial_carry((), jnp.float32)
+    return params, carry, jax.eval_shape(cell.step, params, carry, x)[1]
+
+
+def _options(config: Mapping[str, Any], init: str) -> dict[str, Any]:
+    return {
+        "recurrent_init": init,
+        "input_init": config["cell"]["input_init"],
+        "bias_init": config["cell"]["bias_init"],
+    }
+
+
+def _taken(factory: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: pass nothing
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(options)
+    names = {p.name for p in params}
+    return {k: v for k, v in options.items() if k in names}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of ({', '.join(type(v).__name__ for v in value)})"
+    return type(value).__name__
