@@ -166,7 +166,8 @@ def test_monitor_without_inner_only_measures():
     state = tx.init(grads[0])
     for g in grads:
         out, state = jax.jit(tx.update)(g, state)
-        for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(g)):
+        leaves = zip(jax.tree.leaves(out), jax.tree.leaves(g), strict=True)
+        for a, b in leaves:
             np.testing.assert_array_equal(a, b)
         raw = float(optax.tree.norm(g))
         assert float(state.norm_before) == pytest.approx(raw, rel=1e-6)
