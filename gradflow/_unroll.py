@@ -69,11 +69,11 @@ def _input_size(cell: Cell, params: Any, xs: Any) -> int | None:
 
 
 def _describe(tree: Any) -> str:
-    """``LSTMCarry(h=(8, 64), c=(8, 64))``: the structure with leaf shapes."""
-    try:
-        return repr(jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), tree))
-    except TypeError:
-        return f"{type(tree).__name__}"
+    """``LSTMCarry(h=(8, 64), c=(8, 64))``: the structure with leaf shapes.
+
+    Only called on trees whose leaves already passed ``jnp.shape``.
+    """
+    return repr(jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), tree))
 
 
 def unroll(
@@ -350,8 +350,6 @@ def reverse_states(
 
 def _split_blocks(xs: Any, chunk: int) -> tuple[Any, Any]:
     """``xs`` (time on axis 0) as ``(n, chunk, ...)`` blocks and the rest (or None)."""
-    if xs is None:
-        return None, None
     steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
     n = steps // chunk
     cut = n * chunk

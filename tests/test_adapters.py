@@ -173,6 +173,29 @@ def test_equinox_unsupported_kind():
         gf.from_equinox(nnx.GRUCell(D, N, rngs=nnx.Rngs(0)))
     with pytest.raises(TypeError, match=r"hidden must be a callable"):
         gf.from_equinox(eqx.nn.GRUCell(D, N, key=KEY), hidden="h")
+    with pytest.raises(TypeError, match=r"init must be a callable \(key, input_size"):
+        gf.from_equinox(eqx.nn.GRUCell(D, N, key=KEY), init=3)
+
+
+def test_equinox_dict_carry_needs_hidden():
+    """The default h is the carry or its first element; a dict carry says so."""
+
+    class DictCell(eqx.Module):
+        w: jax.Array
+
+        def __call__(self, x, carry):
+            return {"h": jnp.tanh(self.w @ carry["h"] + x[0])}
+
+    module = DictCell(0.5 * jnp.eye(N))
+    cell, params = gf.from_equinox(module, initial_carry={"h": jnp.zeros(N)})
+    with pytest.raises(TypeError, match=r"carry of DictCell must be an array or a"):
+        gf.unroll(cell, params, jnp.ones((T, D)))
+    cell, params = gf.from_equinox(
+        module, initial_carry={"h": jnp.zeros(N)}, hidden=lambda c: c["h"]
+    )
+    _, hs = gf.unroll(cell, params, jnp.ones((2, D)))
+    h1 = np.tanh(np.ones(N))
+    np.testing.assert_allclose(hs[1], np.tanh(0.5 * h1 + 1.0), rtol=1e-6)
 
 
 def test_equinox_module_of_the_wrong_convention():

@@ -252,6 +252,9 @@ def test_bad_stack():
         gf.cells.stack([])
     with pytest.raises(TypeError, match=r"cells\[1\] must be a Cell"):
         gf.cells.stack([gf.cells.rnn(3), "gru"])
+    inner = gf.cells.stack([gf.cells.rnn(3), gf.cells.gru(2)])
+    with pytest.raises(ValueError, match=r"cells\[1\] is itself a stack; pass its"):
+        gf.cells.stack([gf.cells.rnn(3), inner])
 
 
 def test_bad_remat(rnn):

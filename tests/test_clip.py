@@ -78,7 +78,12 @@ def test_agc_clips_each_output_row_to_a_multiple_of_its_weight_norm():
 
 def _run_percentile(norms, percentile, history):
     """Feed gradients with the given global norms; return thresholds and outputs."""
-    tx = gf.train.percentile_clip(percentile, history=history)
+    return _run_norms(gf.train.percentile_clip(percentile, history=history), norms)
+
+
+def _run_norms(tx, norms):
+    """Gradients of the given global norms through ``tx``: ``(state.threshold``
+    where the state has one, else the norms in``, the norms out``)``."""
     direction = _tree(jax.random.key(4), 1.0)
     unit = jax.tree_util.tree_map(lambda a: a / optax.tree.norm(direction), direction)
 
@@ -87,7 +92,7 @@ def _run_percentile(norms, percentile, history):
         def step(state, n):
             g = jax.tree_util.tree_map(lambda a: n * a, unit)
             out, state = tx.update(g, state)
-            return state, (state.threshold, optax.tree.norm(out))
+            return state, (getattr(state, "threshold", n), optax.tree.norm(out))
 
         return jax.lax.scan(step, tx.init(unit), norms)[1]
 
@@ -137,6 +142,38 @@ def test_autoclip_nan_after_the_ring_buffer_wraps():
     finite = np.isfinite(norms)
     np.testing.assert_allclose(out[finite], np.minimum(norms, want)[finite], rtol=1e-6)
     assert np.isnan(out[~finite]).all()
+
+
+def test_clipper_by_name_defaults_none_and_autoclip():
+    """'none' passes every gradient through (NaN and huge ones too); 'autoclip'
+    without a threshold is the 10th percentile, with one that percentile."""
+    norms = np.array([0.5, 1e6, np.nan, 3.0], np.float32)
+    _, out = _run_norms(gf.train.clipper("none"), norms)
+    np.testing.assert_allclose(out, norms, rtol=1e-6)
+    norms = np.arange(1, 12, dtype=np.float32)
+    last = []
+    for threshold, p in ((None, 10.0), (50.0, 50.0)):
+        thr, _ = _run_norms(gf.train.clipper("autoclip", threshold, history=16), norms)
+        want = [np.percentile(norms[: i + 1], p) for i in range(len(norms))]
+        np.testing.assert_allclose(thr, want, rtol=1e-6)
+        last.append(float(thr[-1]))
+    np.testing.assert_allclose(last, [2.0, 6.0], rtol=1e-6)  # p10, p50 of 1..11
+
+
+def test_monitor_without_inner_only_measures():
+    tx = gf.train.monitor()
+    grads = [_tree(jax.random.key(7), s) for s in (0.1, 30.0)]
+    state = tx.init(grads[0])
+    for g in grads:
+        out, state = jax.jit(tx.update)(g, state)
+        leaves = zip(jax.tree.leaves(out), jax.tree.leaves(g), strict=True)
+        for a, b in leaves:
+            np.testing.assert_array_equal(a, b)
+        raw = float(optax.tree.norm(g))
+        assert float(state.norm_before) == pytest.approx(raw, rel=1e-6)
+        assert float(state.norm_after) == float(state.norm_before)
+        assert not bool(state.fired)
+    assert int(state.count) == 2 and int(state.fired_count) == 0
 
 
 def test_monitor_records_raw_and_clipped_norm_in_a_chain():

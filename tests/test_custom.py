@@ -220,6 +220,12 @@ def test_given_carry_without_the_batch_axes():
     cell = gf.cells.custom(antisymmetric, jnp.zeros(N))
     with pytest.raises(ValueError, match=r"carry must have leaf shapes"):
         gf.unroll(cell, _params(), jnp.ones((T, 2, D)), jnp.zeros(N))
+    # cell.step called directly (no unroll to check the carry first)
+    with pytest.raises(ValueError, match=r"must have the batch shape \(2,\) of x"):
+        cell.step(_params(), jnp.zeros(N), jnp.ones((2, D)))
+    bare = gf.cells.custom(antisymmetric, lambda batch_shape=(), dtype=None: None)
+    with pytest.raises(TypeError, match=r"'custom' must return a pytree of arrays"):
+        bare.initial_carry((2,))
 
 
 # --- where h sits in the carry ----------------------------------------------

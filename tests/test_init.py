@@ -148,6 +148,18 @@ def test_same_key_same_params_different_key_different(kind, name):
         assert not np.array_equal(a["W_hh"], c["W_hh"])
 
 
+def test_torch_gain_scales_the_gain_one_draw():
+    """gain is the scale of W_hh for torch too: U(-g/√N, g/√N), g times the same
+    key's gain-1 draw (a config's gain must not be dropped for this init)."""
+    n, key = 40, jax.random.key(4)
+    one = np.asarray(gf.cells.initializer("torch")(key, (n, n), jnp.float32))
+    got = np.asarray(gf.cells.initializer("torch", gain=2.5)(key, (n, n), jnp.float32))
+    np.testing.assert_allclose(got, 2.5 * one, rtol=1e-6)
+    assert 0.95 * 2.5 / np.sqrt(n) < np.abs(got).max() <= 2.5 / np.sqrt(n)
+    w = _init(gf.cells.rnn(n, gain=2.5), key, 3)["W_hh"]
+    assert np.abs(np.asarray(w)).max() > 1.0 / np.sqrt(n)  # beyond gain 1's bound
+
+
 def test_initializer_resolves_names_and_callables():
     def mine(key, shape, dtype):
         return jnp.full(shape, 0.25, dtype)

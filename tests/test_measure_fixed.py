@@ -312,6 +312,26 @@ def test_bad_inputs_rejected_clearly():
         gf.fixed_points(cell, params, None, good, max_steps=1.5)
     with pytest.raises(TypeError, match=r"outside jax\.jit"):
         jax.jit(lambda s: gf.fixed_points(cell, params, None, s).states)(good)
+    with pytest.raises(TypeError, match="initial must be a carry whose leaves are"):
+        gf.fixed_points(cell, params, None, ())
+    with pytest.raises(TypeError, match="initial must be a carry whose leaves are"):
+        gf.fixed_points(cell, params, None, good._replace(h=[0.0] * 3))
+    with pytest.raises(ValueError, match=r"on every leaf, got a leaf of shape \(\)"):
+        gf.fixed_points(cell, params, None, good._replace(h=jnp.zeros(())))
+    with pytest.raises(
+        TypeError, match="initial must have a floating dtype, got int32"
+    ):
+        gf.fixed_points(cell, params, None, cell.initial_carry((4,), jnp.int32))
+    with pytest.raises(TypeError, match="got float32 and float16"):
+        gf.fixed_points(cell, params, None, good._replace(c=good.c.astype("float16")))
+    with pytest.raises(ValueError, match="at least one start, got K=0"):
+        gf.fixed_points(cell, params, None, cell.initial_carry((0,)))
+    with pytest.raises(
+        TypeError, match=r"x must be an array of shape \(2,\), got list"
+    ):
+        gf.fixed_points(cell, params, [0.0, 0.0], good)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        gf.fixed_points(cell, params, jnp.asarray([0.0, jnp.inf]), good)
 
 
 def test_nan_params_give_nan_speeds_not_fixed_points():

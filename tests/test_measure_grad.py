@@ -338,3 +338,17 @@ def test_param_grad_by_step_input_weight_closed_form():
     assert float(by_step.norms["W_hh"][0]) == 0.0
     assert np.all(np.asarray(by_step.norms["W_hh"][1:]) > 0)
     np.testing.assert_allclose(jnp.sum(by_step.share["W_hh"]), 1.0, rtol=1e-12)
+
+
+def test_h_outside_the_carry_warns_and_measures_its_own_term():
+    """h = 2 c is no carry leaf: no later step reads it, so dL/dh_t is the loss's
+    own term, w, at every step (the carry's gradient through time is not added),
+    and a warning says to return the carry's leaf instead."""
+    w = jnp.asarray([3.0, -4.0])  # ||w|| = 5
+    cell = gf.cells.custom(
+        lambda p, c, x: (0.5 * c + x, 2.0 * (0.5 * c + x)), jnp.zeros(2), name="dbl"
+    )
+    xs = jnp.ones((6, 2))
+    with pytest.warns(UserWarning, match=r"output h of cell 'dbl' \(layer\(s\) \[0\]"):
+        got = gf.hidden_grad_norms(cell, {}, xs, lambda hs: jnp.sum(hs @ w))
+    np.testing.assert_allclose(got.norms, np.full(6, 5.0), rtol=1e-6)

@@ -177,3 +177,25 @@ def test_single_threaded_lapack_pins_and_restores_openblas():
     assert libs[0][1]() == 2
     for (setter, _), n in zip(libs, before, strict=True):
         setter(n)
+
+
+@pytest.mark.parametrize("missing", ["proc", "library"])
+def test_single_threaded_lapack_is_a_no_op_without_openblas(monkeypatch, missing):
+    """No /proc (not Linux), or a listed library that will not load: found is
+    empty and the threads of the OpenBLAS that is loaded are left alone."""
+    from gradflow._measure import _lapack
+
+    libs = _lapack._loaded_openblas()
+    before = [get() for _, get in libs]
+
+    def fail(*args, **kwargs):
+        raise OSError("not here")
+
+    if missing == "proc":
+        monkeypatch.setattr(_lapack, "open", fail, raising=False)
+    else:
+        monkeypatch.setattr(_lapack.ctypes, "CDLL", fail)
+    assert _lapack._loaded_openblas() == []
+    with _lapack.single_threaded_lapack() as found:
+        assert found == []
+        assert [get() for _, get in libs] == before

@@ -21,6 +21,11 @@ def test_decay_rate_of_exact_exponentials():
     np.testing.assert_allclose(fit.intercept, np.log(3.0), atol=1e-5)
     logs = gf.decay_rate(jnp.asarray(np.log10(norms)), log10=True)
     np.testing.assert_allclose(logs.rate, rates, atol=1e-6)
+    # integer norms (counts, say) are fitted as float32: 1, 2, 4, 8 at distances
+    # 3, 2, 1, 0 decay at ln 2 per step back
+    ints = gf.decay_rate(jnp.asarray([1, 2, 4, 8], jnp.int32))
+    assert ints.rate.dtype == jnp.float32
+    np.testing.assert_allclose(ints.rate, np.log(2.0), rtol=1e-6)
 
 
 def test_decay_rate_window_and_zero_norms():
@@ -121,6 +126,10 @@ def test_bad_loss_fn(small):
         gf.param_grad_by_step(cell, params, xs, lambda hs: hs)
     with pytest.raises(TypeError, match="loss_fn must be a callable"):
         gf.hidden_grad_norms(cell, params, xs, "mse")
+    with pytest.raises(TypeError, match="floating scalar, got dtype int32"):
+        gf.hidden_grad_norms(
+            cell, params, xs, lambda hs: jnp.sum(hs > 0).astype(jnp.int32)
+        )
 
 
 @pytest.mark.parametrize(
@@ -161,3 +170,10 @@ def test_bad_k_warmup_method(small):
         gf.decay_rate(3.0)
     with pytest.raises(ValueError, match="activation must be one of"):
         gf.vanishing_bound(cell, params, activation="softplus")
+    with pytest.raises(TypeError, match="cell must be a gradflow Cell, got str"):
+        gf.vanishing_bound("lstm", params)
+    with pytest.raises(TypeError, match="lstm cell must be a dict with 'W_hh', got"):
+        gf.vanishing_bound(cell, (params["W_hh"],))
+    two = gf.cells.stack([cell, cell])
+    with pytest.raises(ValueError, match="w_hh is for one cell, got a stack"):
+        gf.vanishing_bound(two, None, w_hh=params["W_hh"])

@@ -32,6 +32,8 @@ def test_memory_horizon_counts_steps_back_from_the_peak():
         gf.memory_horizon(logs, 0.0)
     with pytest.raises(ValueError, match=r"log10_norms must have shape \(T"):
         gf.memory_horizon(jnp.zeros(()))
+    with pytest.raises(TypeError, match="log10_norms must be floating, got int32"):
+        gf.memory_horizon(jnp.zeros(3, jnp.int32))
 
 
 def config(gains, tmp_path, n=2):

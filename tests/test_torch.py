@@ -195,6 +195,17 @@ def test_rejects_other_modules():
         gf.from_torch(torch.nn.Linear(3, 4))
     with pytest.raises(TypeError, match=r"module must be a torch\.nn\.RNN"):
         gf.from_torch("lstm")
+    # a bare RNNCellBase (none of the three cells) and an RNNBase whose mode
+    # torch would not build: both are named, not loaded as something else
+    bare = torch.nn.RNNCellBase(D, N, bias=True, num_chunks=2)
+    with pytest.raises(
+        TypeError, match=r"RNNCell, LSTMCell or GRUCell, got RNNCellBase"
+    ):
+        gf.from_torch(bare)
+    odd = torch.nn.RNN(D, N)
+    odd.mode = "RNN_SIGMOID"
+    with pytest.raises(ValueError, match="got mode 'RNN_SIGMOID'"):
+        gf.from_torch(odd)
 
 
 def test_state_dict_errors_name_the_key():
@@ -211,6 +222,36 @@ def test_state_dict_errors_name_the_key():
         gf.from_state_dict([1, 2], "lstm")
     with pytest.raises(ValueError, match="activation must be one of"):
         gf.from_state_dict(torch.nn.RNN(D, N).state_dict(), "rnn", activation="gelu")
+
+
+def test_state_dict_shape_dtype_and_key_errors():
+    """Each malformed entry is named by its key (numpy arrays, no torch needed)."""
+    rng = np.random.default_rng(0)
+    sd = {k: v.numpy() for k, v in torch.nn.GRU(D, N, 2).state_dict().items()}
+    with pytest.raises(TypeError, match="prefix must be a str, got int"):
+        gf.from_state_dict(sd, "gru", prefix=0)
+    with pytest.raises(ValueError, match="LSTM with proj_size=0, got weight_hr"):
+        gf.from_state_dict({**sd, "weight_hr_l0": rng.normal(size=(3, N))}, "gru")
+    bad = {**sd, "weight_ih_l0": sd["weight_ih_l0"][:-1]}
+    with pytest.raises(ValueError, match=r"weight_ih_l0 must have shape \(21, D\)"):
+        gf.from_state_dict(bad, "gru")
+    # layer 1 must read layer 0's N = 7 outputs
+    bad = {**sd, "weight_ih_l1": rng.normal(size=(3 * N, N + 1))}
+    with pytest.raises(ValueError, match=r"weight_ih_l1 must have 7 columns"):
+        gf.from_state_dict(bad, "gru")
+    bad = {**sd, "bias_hh_l1": sd["bias_hh_l1"][:N]}
+    with pytest.raises(ValueError, match=r"bias_hh_l1 must have shape \(21,\)"):
+        gf.from_state_dict(bad, "gru")
+    bad = {k: v for k, v in sd.items() if k != "weight_hh_l1"}
+    with pytest.raises(ValueError, match="must hold 'weight_hh_l1', it is missing"):
+        gf.from_state_dict(bad, "gru")
+    bad = {**sd, "weight_hh_l0": sd["weight_hh_l0"].astype(np.int32)}
+    with pytest.raises(TypeError, match=r"\['weight_hh_l0'\] must be floating"):
+        gf.from_state_dict(bad, "gru")
+    # the same numpy dict, well formed, loads: two layers of width N
+    cell, params = gf.from_state_dict(sd, "gru")
+    assert cell.kind == "stack"
+    np.testing.assert_array_equal(params[1]["W_ih"], sd["weight_ih_l1"])
 
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "gru"])

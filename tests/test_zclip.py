@@ -50,8 +50,8 @@ def _reference(grads, dtype, **kwargs):
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def _ours(grads, **kwargs):
-    tx = gf.train.zclip(**kwargs)
+def _ours(grads, tx=None, **kwargs):
+    tx = gf.train.zclip(**kwargs) if tx is None else tx
 
     @jax.jit
     def run(gs):
@@ -101,6 +101,16 @@ def test_zclip_equals_reference_float32(kwargs):
     got, _, _ = _ours(grads, **kwargs)
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=10 * tol(np.float32))
+
+
+def test_clipper_zclip_is_the_reference_at_z_2_5_or_the_threshold_given():
+    grads = _grads(60, 1, np.float32)
+    for threshold, z in ((None, 2.5), (0.5, 0.5)):
+        got, spike, _ = _ours(grads, gf.train.clipper("zclip", threshold))
+        want = _reference(grads, np.float32, z_thresh=z, max_grad_norm=None)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=10 * tol(np.float32))
+        assert spike.sum() >= 3
 
 
 def test_zclip_clips_spikes_and_leaves_ordinary_steps():

@@ -108,7 +108,7 @@ def safe_log(x: jax.Array) -> jax.Array:
     return jnp.log(jnp.maximum(x, tiny(x.dtype)))
 
 
-def norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
+def norm(x: jax.Array, axis: Any = None) -> jax.Array:
     """Euclidean norm that neither underflows nor overflows (scaled by max |x|).
 
     NaN anywhere gives NaN and an infinite entry ``inf``: never a finite number
@@ -120,8 +120,6 @@ def norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
     out = safe * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
     # scale is 0 (a zero vector), inf or NaN (max propagates NaN) where not ok
     out = jnp.where(ok, out, scale)
-    if keepdims:
-        return out
     return jnp.squeeze(out, axis=axis) if axis is not None else out.reshape(())
 
 
