@@ -37,8 +37,13 @@ def trimmed(config: dict, points: int | None) -> tuple[dict, str]:
         return config, "full grid"
     if "clipping" in config:
         sec = dict(config["clipping"])
-        sec["thresholds"] = sec["thresholds"][:points]
         sec["lrs"] = sec["lrs"][:1]
+        if isinstance(sec.get("clip"), list):  # methods, each at its first level
+            sec["clip"] = sec["clip"][:points]
+            levels = sec.get("levels", {})
+            sec["levels"] = {m: v[:1] for m, v in levels.items() if m in sec["clip"]}
+            return {**config, "clipping": sec}, f"first {points} methods, first lr"
+        sec["thresholds"] = sec["thresholds"][:points]
         return {**config, "clipping": sec}, f"first {points} thresholds, first lr"
     grid = dict(config["grid"])
     gain = grid.get("gain")
@@ -71,9 +76,11 @@ def dump_toml(config: dict) -> str:
     return "\n".join(lines)
 
 
-def run_once(config_path: Path, devices: int) -> tuple[float, int]:
+def run_once(config_path: Path, devices: int, flags: str = "") -> tuple[float, int]:
     """Wall seconds of one ``gradflow run`` with ``devices`` CPU devices; points."""
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices)}
+    if flags:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
@@ -91,6 +98,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--devices", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--points", type=int, default=None)
+    parser.add_argument(
+        "--many-flags",
+        default="",
+        help="XLA_FLAGS for the many-device runs only, e.g. "
+        "--xla_cpu_multi_thread_eigen=false",
+    )
     args = parser.parse_args()
 
     config, note = trimmed(tomllib.loads(args.config.read_text()), args.points)
@@ -99,7 +112,8 @@ def main() -> None:
         path.write_text(dump_toml(config))
         print(
             f"# {args.config} ({note}); 1 vs {args.devices} CPU devices, "
-            f"{args.pairs} alternating pairs; load average {os.getloadavg()[0]:.1f}"
+            f"{args.pairs} alternating pairs; many-device XLA_FLAGS "
+            f"{args.many_flags or '(none)'}; load average {os.getloadavg()[0]:.1f}"
         )
         print(
             "| pair | 1 device s | points/s | "
@@ -109,7 +123,7 @@ def main() -> None:
         ratios = []
         for i in range(args.pairs):
             one, points = run_once(path, 1)
-            many, _ = run_once(path, args.devices)
+            many, _ = run_once(path, args.devices, args.many_flags)
             ratios.append(many / one)
             print(
                 f"| {i + 1} | {one:.1f} | {points / one:.3f} | {many:.1f} "

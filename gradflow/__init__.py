@@ -16,17 +16,14 @@ _DISTRIBUTION = "gradflow-jax"
 
 
 def _version() -> str:
-    # Whatever distribution installed this package (an older install may still
-    # be named "gradflow"), found from the package metadata.
-    names = [_DISTRIBUTION]
-    names += importlib.metadata.packages_distributions().get(__name__, [])
-    for name in dict.fromkeys(names):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    # a source tree on sys.path that was never installed: unknown, not a guess
-    return "0+unknown"
+    # Only our own distribution's metadata: a stale install of the old
+    # "gradflow" 0.1.0 in the same environment once made provenance.json record
+    # 0.1.0 for this code.
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        # a source tree on sys.path that was never installed: unknown, not a guess
+        return "0+unknown"
 
 
 __version__ = _version()

@@ -1,4 +1,4 @@
-"""Training's seed loop split over several (CPU) devices.
+"""Training's seed loop and measurement sweeps split over several (CPU) devices.
 
 Runs in a fresh process: jax fixes its device count when it starts.
 """
@@ -8,6 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
+
+import numpy as np
+
+from gradflow import results
 
 TRAIN = textwrap.dedent(
     """
@@ -48,3 +52,50 @@ def test_seed_loop_over_two_devices_equals_one_seed_at_a_time():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["seeds"] == 3
     assert out["diff"] <= 1e-6
+
+
+RUN = [sys.executable, "-m", "gradflow.cli", "run"]
+DEADLOCK_CONFIG = textwrap.dedent(
+    """\
+    [experiment]
+    name = "cores"
+    [grid]
+    cell = "rnn"
+    hidden_size = 128
+    init = "gaussian"
+    gain = [0.5, 1.5]
+    length = 1000
+    input = "gaussian"
+    seeds = 4
+    [measure]
+    grad_norms = true
+    """
+)
+
+
+def test_a_sweep_over_two_cpu_devices_finishes_and_equals_one_device(tmp_path):
+    """With seeds vmapped on each of 2 CPU devices, this grid (init_scale's
+    shapes) deadlocked inside jaxlib's batched SVD (the always-on bound's
+    ``norm(W_hh, 2)``) in 3 of 3 runs on 2 cores, every thread idle; the runner
+    now maps over each device's seeds there. The numbers equal one device's."""
+    (tmp_path / "cores.toml").write_text(DEADLOCK_CONFIG)
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+    runs = {}
+    for devices in ("2", "1"):
+        proc = subprocess.run(
+            [*RUN, "cores.toml", "--out", devices, "--quiet"],
+            cwd=tmp_path,
+            env={**env, "JAX_NUM_CPU_DEVICES": devices},
+            capture_output=True,
+            text=True,
+            timeout=180,  # a deadlock fails here instead of hanging the suite
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[devices] = results.load(tmp_path / devices)
+        assert runs[devices].provenance["device_count"] == int(devices)
+    for rec in runs["1"].records:
+        one = runs["1"].arrays(rec["id"])
+        two = runs["2"].arrays(rec["id"])
+        np.testing.assert_allclose(
+            two["log10_grad_norms"], one["log10_grad_norms"], rtol=0, atol=1e-5
+        )

@@ -458,6 +458,12 @@ def _run(
     prov, spent = _start_provenance(out, seeds, devices, len(points))
     done = _finished(out)
     todo = [p for p in points if p.id not in done]
+    if batching == "auto" and len(devices) > 1 and devices[0].platform == "cpu":
+        # jaxlib 0.10's batched LAPACK kernels (SVD, QR, eig) wait for helpers
+        # on the CPU thread pool that also runs each device's program: with a
+        # device per core, init_scale deadlocked in 3 of 3 runs, every thread
+        # idle. lax.map over each device's seeds calls them one matrix at a time.
+        batching = "map"
     sharding = _mesh_sharding(devices)
     padded = _pad(seeds, len(devices))
     ctx = RunContext(
