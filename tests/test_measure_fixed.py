@@ -1,6 +1,7 @@
 """gf.fixed_points against closed forms: linear maps, uncoupled tanh units, LSTM."""
 
 import itertools
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -339,3 +340,77 @@ def test_nan_params_give_nan_speeds_not_fixed_points():
     fp = gf.fixed_points(cell, params, None, gf.cells.RNNCarry(jnp.ones((3, 2))))
     assert fp.states.shape == (0, 2)
     assert np.all(np.isnan(fp.unconverged_speeds))
+
+
+def spread_starts(n, count):
+    """Starts of very different convergence speeds for s ↦ tanh(2 s) per unit.
+
+    Exactly at fixed points (0 steps), 1e-3 from one, and far out in the
+    saturated tails (many steps), in a fixed shuffled order.
+    """
+    a = uncoupled_root()
+    rng = np.random.default_rng(16)
+    points = np.array(list(itertools.product([-a, 0.0, a], repeat=n)))
+    at = points[rng.choice(len(points), count // 4)]
+    near = points[rng.choice(len(points), count // 4)] + 1e-3
+    far = rng.choice([-1.0, 1.0], (count // 4, n)) * rng.uniform(2.0, 6.0, (1, n))
+    mid = rng.uniform(-1.5, 1.5, (count - 3 * (count // 4), n))
+    starts = np.concatenate([at, near, far, mid])
+    return starts[rng.permutation(count)], points
+
+
+@pytest.mark.usefixtures("x64")
+def test_compaction_gives_the_end_points_of_one_batch():
+    """Running only the chunks that hold running starts (re-sorted before
+    every sweep) changes no start's iterations."""
+    from gradflow._measure._fixed import _solve
+
+    n, count = 3, 40
+    # The default chunks of 32 pad the 40 starts to 2 chunks; chunks of 8 make
+    # 5, fewer as starts stop.
+    cell, params = rnn_with(2.0 * jnp.eye(n))
+    starts, points = spread_starts(n, count)
+    initial = gf.cells.RNNCarry(jnp.asarray(starts))
+    x = jnp.zeros((1,))
+    tol = gf._measure._fixed.default_tol(n, "f8")
+    for max_steps in (3, 100):
+        solve = partial(_solve, cell, params, x, initial, tol, max_steps)
+        whole = jax.tree_util.tree_map(np.asarray, solve(compact=False, chunk=None))
+        for packed in (solve(), solve(chunk=8), solve(compact=False, chunk=8)):
+            packed = jax.tree_util.tree_map(np.asarray, packed)
+            np.testing.assert_array_equal(packed.steps, whole.steps)
+            np.testing.assert_array_equal(packed.converged, whole.converged)
+            np.testing.assert_allclose(packed.states, whole.states, atol=1e-14)
+            np.testing.assert_allclose(packed.speeds, whole.speeds, rtol=1e-10)
+            assert packed.steps.max() <= max_steps
+    # The starts took from 0 to many steps, so later sweeps ran fewer chunks.
+    assert packed.steps.min() == 0 and packed.steps.max() >= 5
+    assert np.all(packed.converged)
+    # Every end point is one of the 27 closed-form points.
+    gap = np.abs(packed.states[:, None] - points[None]).max(axis=-1)
+    assert np.all(gap.min(axis=1) < 1e-12)
+
+
+def test_compacted_solve_under_vmap_matches_separate_solves():
+    """Compaction inside vmap (a sweep's seeds): each set as if solved alone."""
+    from gradflow._measure._fixed import _solve
+
+    n, count = 2, 24
+    cell, params = rnn_with(2.0 * jnp.eye(n, dtype=jnp.float32))
+    starts, _ = spread_starts(n, count)
+    initial = gf.cells.RNNCarry(jnp.asarray(starts, jnp.float32))
+    x = jnp.zeros((1,), jnp.float32)
+    tol = gf._measure._fixed.default_tol(n, "f4")
+    # Chunks of 8: three, fewer as starts stop (each set at its own pace).
+    packed = jax.jit(lambda p, s: _solve(cell, p, x, s, tol, 100, chunk=8))
+    alone = jax.jit(lambda p, s: gf.fixed_point_candidates(cell, p, None, s))
+    sets = [params, {**params, "W_hh": 1.5 * jnp.eye(n, dtype=jnp.float32)}]
+    both = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *sets)
+    out = jax.vmap(packed, in_axes=(0, None))(both, initial)
+    for i, p in enumerate(sets):
+        one = alone(p, initial)
+        np.testing.assert_array_equal(out.steps[i], one.steps)
+        np.testing.assert_array_equal(out.converged[i], one.converged)
+        np.testing.assert_allclose(out.states[i], one.states, atol=1e-6)
+    assert np.all(out.converged)
+    assert len(set(np.asarray(out.steps[0]).tolist())) >= 3  # different speeds

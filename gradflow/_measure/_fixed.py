@@ -2,11 +2,15 @@
 
 All ``K`` starts are solved at once by a batched Levenberg–Marquardt iteration
 on ``q(s) = ½‖F(s) − s‖²``: the Jacobian ``∂F/∂s`` of every start by forward
-mode, one damped Gauss–Newton step each. Chosen by measurement
-(``benchmarks/bench_fixed_points.py``): optax's Adam does not reach
-``q < 1e-10`` in 20,000 steps, and a matrix-free Newton–GMRES step costs as
-much per start on a CPU while its slowest start holds the whole batch for
-many more steps.
+mode, one damped Gauss–Newton step each, in chunks of 32 starts; before every
+sweep the starts still running are sorted to the front and only their chunks
+are stepped. Chosen by measurement (``benchmarks/bench_fixed_points.py``):
+optax's Adam does not reach ``q < 1e-10`` in 20,000 steps; a matrix-free
+Newton–GMRES step costs as much per start on a CPU and needs more steps;
+Newton's step by LU (a third of the flops of ``AᵀA`` and its Cholesky, with a
+line search and this damped step as fallback) took as long: 7% less time per
+step on a CPU, where LAPACK's LU of a 128×128 matrix costs 2/3 of ``AᵀA`` and
+its Cholesky, not 1/3, and 11% more steps.
 """
 
 from __future__ import annotations
@@ -92,8 +96,11 @@ def fixed_point_candidates(
     at a regular fixed point), otherwise ``μ`` grows (towards a short
     gradient step). A start stops when ``q <= tol``, at a minimum of ``q``
     (no damping lowers it, or the step is below rounding: a slow point when
-    ``q > tol``), or after ``max_steps``; the batch stops when every start
-    has. Cost per step ``O(K S³)``. Fixed shapes, so it runs under
+    ``q > tol``), or after ``max_steps``. Stopped starts stop costing work:
+    the starts run in chunks of 32, and before each sweep those still running
+    are sorted to the front and only their chunks are stepped, so the cost is
+    ``O(S³)`` per start and step it takes (about the sum of the starts' steps,
+    not ``K`` times the slowest start's). Fixed shapes, so it runs under
     ``jax.jit`` and ``jax.vmap``; :func:`fixed_points` keeps the distinct
     ones.
 
@@ -343,71 +350,171 @@ def _flat_map(cell: Cell, params: Any, x: jax.Array, unravel):
     return f
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _solve(cell, params, x, initial, tol, max_steps):
+class _Search(NamedTuple):
+    """Per-start state of the solve: every field has a leading ``K`` axis."""
+
+    s: jax.Array  # (K, S) the iterate
+    r: jax.Array  # (K, S) F(s) − s
+    q: jax.Array  # (K,) ½‖r‖²
+    mu: jax.Array  # (K,) damping, relative to max diag(AᵀA)
+    nu: jax.Array  # (K,) growth factor of mu after a rejected step
+    done: jax.Array  # (K,) stopped: converged, at a minimum of q, or out of steps
+    steps: jax.Array  # (K,) iterations taken
+
+
+# Starts per chunk, the unit of compaction: chunks that hold only stopped starts
+# are skipped. 8 to 128 measured alike at K = 1024, S = 128 on a CPU
+# (benchmarks/bench_fixed_points.py); smaller chunks mean more loop trips.
+_CHUNK = 32
+
+
+def _start(residual, s0, tol, max_steps) -> _Search:
+    r0, q0 = residual(s0)
+    count = s0.shape[0]
+    return _Search(
+        s0,
+        r0,
+        q0,
+        jnp.full((count,), 1e-3, s0.dtype),
+        jnp.full((count,), 2.0, s0.dtype),
+        # A NaN q (NaN params) stops at once: nothing can lower it.
+        (q0 <= tol) | jnp.isnan(q0),
+        jnp.zeros((count,), jnp.int32),
+    )
+
+
+def _damped(residual, a, st: _Search, active):
+    """One Levenberg–Marquardt step ``(AᵀA + μ max diag(AᵀA) I) δ = −Aᵀr``.
+
+    Returns ``(δ, r, q at s + δ, accepted, μ, ν)``; μ and ν move for ``active``
+    starts only.
+    """
+    s, r, q, mu, nu = st.s, st.r, st.q, st.mu, st.nu
+    g = jnp.einsum("kij,ki->kj", a, r)  # ∇q
+    # Gauss–Newton Hessian of q (a batched matmul: ~2.5x an einsum on CPU).
+    h = jnp.swapaxes(a, 1, 2) @ a
+    # Damping relative to the largest curvature keeps μ scale-free.
+    damp = mu * jnp.max(jnp.diagonal(h, axis1=1, axis2=2), axis=-1)
+    eye = jnp.eye(s.shape[1], dtype=s.dtype)
+    # LAPACK reads one triangle: no symmetrising pass over the K matrices.
+    chol = lax.linalg.cholesky(
+        h + damp[:, None, None] * eye[None], symmetrize_input=False
+    )
+    half = lax.linalg.triangular_solve(chol, g[..., None], left_side=True, lower=True)
+    step = -lax.linalg.triangular_solve(
+        chol, half, left_side=True, lower=True, transpose_a=True
+    )[..., 0]
+    r_new, q_new = residual(s + step)
+    predicted = 0.5 * jnp.sum(step * (damp[:, None] * step - g), axis=-1)
+    gain = (q - q_new) / jnp.where(predicted > 0, predicted, 1.0)
+    # A NaN step (Cholesky of a singular matrix at tiny μ) is a rejection.
+    ok = active & jnp.isfinite(q_new) & (q_new < q)
+    # Nielsen's update: shrink μ after a good step, double its growth after
+    # each rejection.
+    shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
+    mu = jnp.where(ok, mu * shrink, jnp.where(active, mu * nu, mu))
+    nu = jnp.where(ok, 2.0, jnp.where(active, 2.0 * nu, nu))
+    return step, r_new, q_new, ok, mu, nu
+
+
+def _advance(st: _Search, step, r_new, q_new, ok, mu, nu, tol, max_steps) -> _Search:
+    """Take the accepted steps; stop starts at tol, a minimum of q, or max_steps."""
+    eps = jnp.finfo(st.s.dtype).eps
+    tiny = jnp.max(jnp.abs(step), axis=-1) <= 4 * eps * (
+        jnp.max(jnp.abs(st.s), axis=-1) + 4 * eps
+    )
+    s = jnp.where(ok[:, None], st.s + step, st.s)
+    r = jnp.where(ok[:, None], r_new, st.r)
+    q = jnp.where(ok, q_new, st.q)
+    steps = st.steps + jnp.logical_not(st.done).astype(st.steps.dtype)
+    # A minimum of q (no damping lowers it, or the step is below rounding) is a
+    # slow point when q > tol.
+    done = st.done | (q <= tol) | (mu > 1e12) | (ok & tiny) | (steps >= max_steps)
+    return _Search(s, r, q, mu, nu, done, steps)
+
+
+def _iterate(
+    body, state: _Search, compact: bool = True, chunk: int | None = _CHUNK
+) -> _Search:
+    """Run ``body`` until every start has stopped, ``chunk`` starts at a time.
+
+    Compacted: before each sweep a stable sort puts the starts still running
+    first, and the body runs on just the chunks that hold them, so stopped
+    starts stop costing work (about the sum of the starts' steps, not ``K``
+    times the slowest start's). Each start's arithmetic is that of one batch
+    of all ``K``. Without ``compact`` every chunk runs every sweep; with
+    ``chunk=None``, one batch of all ``K``. The batch is padded with stopped
+    copies of start 0 to a multiple of ``chunk``. Fixed shapes: ``jit`` and
+    ``vmap`` (under ``vmap`` a sweep runs as many chunks as its busiest member).
+    """
+
+    def running(st):
+        return jnp.any(jnp.logical_not(st.done))
+
+    count = state.done.shape[0]
+    if chunk is None or count <= chunk:
+        return lax.while_loop(running, body, state)
+    pad = -count % chunk
+    state = jax.tree_util.tree_map(
+        lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]), state
+    )
+    state = state._replace(done=state.done.at[count:].set(True))
+
+    def on_chunk(i, st):
+        part = jax.tree_util.tree_map(
+            lambda a: lax.dynamic_slice_in_dim(a, i * chunk, chunk), st
+        )
+        return jax.tree_util.tree_map(
+            lambda a, b: lax.dynamic_update_slice_in_dim(a, b, i * chunk, 0),
+            st,
+            body(part),
+        )
+
+    def sweep(carry):
+        st, where = carry
+        if compact:
+            first = jnp.argsort(st.done.astype(jnp.int32), stable=True)
+            st = jax.tree_util.tree_map(lambda a: a[first], st)
+            where = where[first]
+            busy = jnp.sum(jnp.logical_not(st.done))
+            return lax.fori_loop(0, (busy + chunk - 1) // chunk, on_chunk, st), where
+        return lax.fori_loop(0, (count + pad) // chunk, on_chunk, st), where
+
+    where = jnp.arange(count + pad)  # each slot's start
+    state, where = lax.while_loop(lambda c: running(c[0]), sweep, (state, where))
+    back = jnp.argsort(where)[:count]
+    return jax.tree_util.tree_map(lambda a: a[back], state)
+
+
+def _residual_and_jacobian(cell, params, x, initial):
+    """``(s0 (K, S), residual, jacobian)`` of the flattened map for a batch."""
     dtype = jax.tree_util.tree_leaves(initial)[0].dtype
     _, unravel = ravel_pytree(cell.initial_carry((), dtype))
     s0 = jax.vmap(lambda c: ravel_pytree(c)[0])(initial)
     f = _flat_map(cell, params, x, unravel)
     eye = jnp.eye(s0.shape[1], dtype=dtype)
-    eps = jnp.finfo(dtype).eps
 
     def residual(s):
         r = jax.vmap(f)(s) - s
         return r, 0.5 * jnp.sum(r * r, axis=-1)
 
-    def cond(state):
-        done, it = state[5], state[7]
-        return jnp.logical_not(jnp.all(done)) & (it < max_steps)
+    def jacobian(s):  # A = ∂(F − s)/∂s, (K, S, S)
+        return jax.vmap(lambda v: jax.jacfwd(f)(v) - eye)(s)
 
-    def body(state):
-        s, r, q, mu, nu, done, steps, it = state
-        a = jax.vmap(lambda v: jax.jacfwd(f)(v) - eye)(s)  # ∂(F − s)/∂s
-        g = jnp.einsum("kij,ki->kj", a, r)  # ∇q
-        # Gauss–Newton Hessian of q (a batched matmul: ~2.5x an einsum on CPU).
-        h = jnp.swapaxes(a, 1, 2) @ a
-        # Damping relative to the largest curvature keeps μ scale-free.
-        damp = mu * jnp.max(jnp.diagonal(h, axis1=1, axis2=2), axis=-1)
-        chol = jnp.linalg.cholesky(h + damp[:, None, None] * eye[None])
-        step = -jax.scipy.linalg.cho_solve((chol, True), g[..., None])[..., 0]
-        r_new, q_new = residual(s + step)
-        predicted = 0.5 * jnp.sum(step * (damp[:, None] * step - g), axis=-1)
-        gain = (q - q_new) / jnp.where(predicted > 0, predicted, 1.0)
-        active = jnp.logical_not(done)
-        # A NaN step (Cholesky of a singular matrix at tiny μ) is a rejection.
-        ok = active & jnp.isfinite(q_new) & (q_new < q)
-        # Nielsen's update: shrink μ after a good step, double its growth after
-        # each rejection.
-        shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
-        mu = jnp.where(ok, mu * shrink, jnp.where(active, mu * nu, mu))
-        nu = jnp.where(ok, 2.0, jnp.where(active, 2.0 * nu, nu))
-        tiny = jnp.max(jnp.abs(step), axis=-1) <= 4 * eps * (
-            jnp.max(jnp.abs(s), axis=-1) + 4 * eps
-        )
-        s = jnp.where(ok[:, None], s + step, s)
-        r = jnp.where(ok[:, None], r_new, r)
-        q = jnp.where(ok, q_new, q)
-        steps = steps + active.astype(steps.dtype)
-        # Stop at tol, at a minimum of q (no damping lowers it, or the step is
-        # below rounding): a slow point when q > tol.
-        done = done | (q <= tol) | (mu > 1e12) | (ok & tiny)
-        return s, r, q, mu, nu, done, steps, it + 1
+    return s0, residual, jacobian
 
-    r0, q0 = residual(s0)
-    count = s0.shape[0]
-    start = (
-        s0,
-        r0,
-        q0,
-        jnp.full((count,), 1e-3, dtype),
-        jnp.full((count,), 2.0, dtype),
-        # A NaN q (NaN params) stops at once: nothing can lower it.
-        (q0 <= tol) | jnp.isnan(q0),
-        jnp.zeros((count,), jnp.int32),
-        jnp.asarray(0, jnp.int32),
-    )
-    s, _, q, _, _, _, steps, _ = lax.while_loop(cond, body, start)
-    return FixedPointCandidates(s, q, q <= tol, steps)
+
+@partial(jax.jit, static_argnums=(0,), static_argnames=("compact", "chunk"))
+def _solve(cell, params, x, initial, tol, max_steps, *, compact=True, chunk=_CHUNK):
+    s0, residual, jacobian = _residual_and_jacobian(cell, params, x, initial)
+
+    def body(st):
+        active = jnp.logical_not(st.done)
+        moved = _damped(residual, jacobian(st.s), st, active)
+        return _advance(st, *moved, tol, max_steps)
+
+    state = _iterate(body, _start(residual, s0, tol, max_steps), compact, chunk)
+    return FixedPointCandidates(state.s, state.q, state.q <= tol, state.steps)
 
 
 def eigenvalues_at(cell: Cell, params: Any, x: jax.Array, states: jax.Array):
