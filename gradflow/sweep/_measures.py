@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 import gradflow as gf
 from gradflow._measure._fixed import eigenvalues_at, visited_states
@@ -158,7 +159,10 @@ def fixed_points(ctx: PointContext, params, xs, u):
         "fixed_point_trajectory": visited_states(cell, params, xs),
     }
     if cell.kind == "rnn":
-        arrays["whh_eigenvalues"] = jnp.linalg.eigvals(params["W_hh"])
+        # After the points' eig, not beside it: two batched LAPACK calls at
+        # once can deadlock XLA:CPU's thread pool (see _point.point_function).
+        w_hh, _ = lax.optimization_barrier((params["W_hh"], eig))
+        arrays["whh_eigenvalues"] = jnp.linalg.eigvals(w_hh)
     metrics = {
         "fixed_points": jnp.sum(distinct),
         "stable_fixed_points": jnp.sum(distinct & stable),

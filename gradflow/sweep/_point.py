@@ -118,7 +118,7 @@ def point_function(
     batching: str = "auto",
     compiler_options: dict[str, Any] | None = None,
 ) -> Callable[[jax.Array, Any, jax.Array], tuple[dict, dict]]:
-    """A compiled ``f(seeds (S,), params, gain) -> (arrays, metrics)``.
+    """``f(seeds (S,), params, gain) -> (arrays, metrics)``, of compiled programs.
 
     ``params`` is ``None`` (each seed's params are made inside from its key) or,
     for :data:`HOST_INITS`, the stacked params from :func:`host_params`.
@@ -161,19 +161,31 @@ def point_function(
         fn = functools.partial(_names.resolve(spec.run), ctx)
         chosen.append((fn, spec.batching if batching == "auto" else batching))
 
-    def batched(seeds, params, gain):
-        inputs = jax.vmap(prepare, in_axes=(0, 0, None))(seeds, params, gain)
+    def inputs_of(seeds, params, gain):
+        return jax.vmap(prepare, in_axes=(0, 0, None))(seeds, params, gain)
+
+    jit = functools.partial(jax.jit, compiler_options=compiler_options)
+    if sharding is not None:
+        jit = functools.partial(jit, out_shardings=sharding)
+    make_inputs = jit(inputs_of)
+    # One program per measurement, run one after the other (each waited for):
+    # XLA:CPU runs independent ops of one program concurrently, and two batched
+    # LAPACK calls at once (e.g. the bound's SVD beside the fixed points' eig)
+    # each waited for helper tasks on the thread pool the other one held, so
+    # `gradflow demo` hung with every thread idle (jaxlib 0.10.2, 2 cores).
+    programs = [jit(_batch(fn, mode, sharding)) for fn, mode in chosen]
+
+    def point(seeds, params, gain):
+        inputs = make_inputs(seeds, params, gain)
         arrays: dict[str, jax.Array] = {}
         metrics: dict[str, jax.Array] = {}
-        for fn, mode in chosen:
-            a, m = _batch(fn, mode, sharding)(*inputs)
+        for program in programs:
+            a, m = jax.block_until_ready(program(*inputs))
             arrays.update(a)
             metrics.update(m)
         return arrays, metrics
 
-    if sharding is None:
-        return jax.jit(batched, compiler_options=compiler_options)
-    return jax.jit(batched, out_shardings=sharding, compiler_options=compiler_options)
+    return point
 
 
 def _scale_w_hh(params: Any, gain: jax.Array) -> Any:
