@@ -1,11 +1,11 @@
-"""One grid point as one compiled function of its seeds.
+"""One grid point as compiled programs of its seeds, one per measurement.
 
 ``point_function`` builds, for a point's shapes, a function
 ``f(seeds (S,), params, gain ()) -> (arrays, metrics)`` that runs every
-seed at once (``vmap``; ``lax.map`` is kept for the benchmark) and is compiled
-once per shape signature: points that differ only in gain share it. ``params``
-is ``None`` (made inside from each seed's key) except for initialisers that
-run on the host.
+seed at once (``vmap`` or ``lax.map``, per measurement) and whose programs are
+compiled once per shape signature: points that differ only in gain share them.
+``params`` is ``None`` (made inside from each seed's key) except for
+initialisers that run on the host.
 """
 
 from __future__ import annotations

@@ -458,10 +458,10 @@ def _run(
     prov, spent = _start_provenance(out, seeds, devices, len(points))
     done = _finished(out)
     todo = [p for p in points if p.id not in done]
-    if batching == "auto" and len(devices) > 1 and devices[0].platform == "cpu":
+    if batching == "auto" and len(devices) > 1 and _platform(devices) == "cpu":
         # jaxlib 0.10's batched LAPACK kernels (SVD, QR, eig) wait for helpers
         # on the CPU thread pool that also runs each device's program: with a
-        # device per core, init_scale deadlocked in 3 of 3 runs, every thread
+        # device per core, init_scale deadlocked in 4 of 4 runs, every thread
         # idle. lax.map over each device's seeds calls them one matrix at a time.
         batching = "map"
     sharding = _mesh_sharding(devices)

@@ -19,6 +19,7 @@ type, a cell without ``init``, a gain other than 1 for params without a
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 
 import gradflow as gf
 from gradflow import _names
+from gradflow._measure._common import state_size
 
 from ._config import ConfigError
 
@@ -104,34 +106,33 @@ def check(config: Mapping[str, Any]) -> None:
         input_width(config, {"input": i, "length": max(grid["length"])})
         for i in grid["input"]
     }
-    for name, input_size in ((u, d) for u in users for d in sorted(sizes)):
+    for name in users:
         where = f"[grid] cell {name!r}"
         if len(grid["init"]) > 1 and not takes_init(name):
             raise ConfigError(
                 f"{where}: its factory takes no recurrent_init, so [grid] init "
                 f"must have one value, got {grid['init']}"
             )
-        for n in grid["hidden_size"]:
+        for n, input_size in itertools.product(grid["hidden_size"], sorted(sizes)):
             cell = build(name, n, _options(config, grid["init"][0]))
             try:
-                params, carry, _ = traced(cell, input_size)
+                params, _, _ = traced(cell, input_size)
             except (TypeError, ValueError) as err:
                 raise ConfigError(
                     f"{where}: hidden_size {n}, input size {input_size}: {err}"
                 ) from err
-            if gains and not has_w_hh(params):
+            scalable = has_w_hh(params)
+            if gains and not scalable:
                 raise ConfigError(
                     f"{where}: [grid] gain scales params['W_hh'], and this cell's "
                     f"params have none; use gain = [1.0] (got {grid['gain']})"
                 )
-            if "param_grad_by_step" in config["measure"] and not has_w_hh(params):
+            if "param_grad_by_step" in config["measure"] and not scalable:
                 raise ConfigError(
                     f"{where}: [measure] param_grad_by_step records the share of "
                     "params['W_hh'], and this cell's params have none"
                 )
-            state = sum(
-                int(leaf.size) for leaf in jax.tree_util.tree_leaves(carry)
-            ) * min(grid.get("layers", [1]))
+            state = state_size(cell, jnp.float32) * min(grid.get("layers", [1]))
             for m, opts in config["measure"].items():
                 if opts.get("k", 0) > state:
                     raise ConfigError(
