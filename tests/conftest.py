@@ -19,3 +19,11 @@ def tol(dtype) -> float:
     import numpy as np
 
     return 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
+
+
+def all_arrays(out) -> dict:
+    """Every point's arrays of the results directory ``out``, by point id."""
+    from gradflow import results
+
+    res = results.load(out)
+    return {r["id"]: res.arrays(r["id"]) for r in res.records}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from conftest import all_arrays
 
 from gradflow import results, sweep
 
@@ -90,8 +91,7 @@ def finish(procs, timeout=120):
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("one_process")
     sweep.run(config(), out, progress="none")
-    res = results.load(out)
-    return {r["id"]: res.arrays(r["id"]) for r in res.records}
+    return all_arrays(out)
 
 
 def test_two_processes_kill_resume_and_refusal(tmp_path, reference):

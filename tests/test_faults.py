@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import all_arrays
 
 from gradflow import results, sweep
 from gradflow.sweep._lock import DirectoryLocked, directory_lock
@@ -53,8 +54,7 @@ def compiled():
 def reference(tmp_path_factory, compiled):
     out = tmp_path_factory.mktemp("reference")
     sweep.run(tiny(), out, progress="none", cache=compiled)
-    res = results.load(out)
-    return {r["id"]: res.arrays(r["id"]) for r in res.records}
+    return all_arrays(out)
 
 
 def assert_same_results(out, reference):
@@ -245,8 +245,7 @@ def slow_config(tmp_path_factory):
 def slow_reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("slow_reference")
     sweep.run(slow(), out, progress="none")
-    res = results.load(out)
-    return {r["id"]: res.arrays(r["id"]) for r in res.records}
+    return all_arrays(out)
 
 
 def test_ctrl_c_during_compilation_and_between_points(

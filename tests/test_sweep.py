@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import all_arrays
 
 from gradflow import results, sweep
 
@@ -59,11 +60,6 @@ def full_run(tmp_path_factory, compiled):
     )
     assert len(compiled) == 1  # three gains, one compiled function
     return out, seen
-
-
-def all_arrays(out):
-    res = results.load(out)
-    return {r["id"]: res.arrays(r["id"]) for r in res.records}
 
 
 def test_closed_form_numbers(full_run):
