@@ -162,6 +162,11 @@ def _scan_reading_ahead(body, init, xs: jax.Array):
     compiles to scalar code: the GRU forward's gates took ~60 of its ~100 µs
     per step at N=128, batch 32. Read one step early, into a copy of its
     own, the same gates vectorise (same results, bit for bit).
+
+    For forward passes that autodiff does not see (a ``custom_vjp``'s): the
+    transpose of the read-ahead would add each step's input cotangent into a
+    ``(T, ...)`` buffer carried through the reverse loop (measured on the
+    plain, autodiffed scan: LSTM forward+backward 1.25x slower).
     """
     last = xs.shape[0] - 1
 
