@@ -8,9 +8,9 @@ are stepped. Chosen by measurement (``benchmarks/bench_fixed_points.py``):
 optax's Adam does not reach ``q < 1e-10`` in 20,000 steps; a matrix-free
 Newton–GMRES step costs as much per start on a CPU and needs more steps;
 Newton's step by LU (a third of the flops of ``AᵀA`` and its Cholesky, with a
-line search and this damped step as fallback) took as long: 7% less time per
-step on a CPU, where LAPACK's LU of a 128×128 matrix costs 2/3 of ``AᵀA`` and
-its Cholesky, not 1/3, and 11% more steps.
+line search and this damped step as fallback) was slower, 1.4–1.7x at 1024
+starts on a CPU: LAPACK's LU of a 128×128 matrix costs about as much as ``AᵀA``
+and its Cholesky there, not a third, and it takes 11% more steps.
 """
 
 from __future__ import annotations
