@@ -16,7 +16,7 @@ from ._jacobian import (
     jacobian_singular_values,
 )
 from ._lapack import single_threaded_lapack
-from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._lyapunov import LyapunovSpectrum, SpectrumTooShortWarning, lyapunov_spectrum
 from ._params import ParamGradByStep, param_grad_by_step
 from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
 
@@ -30,6 +30,7 @@ __all__ = [
     "JacobianSpectrum",
     "LyapunovSpectrum",
     "ParamGradByStep",
+    "SpectrumTooShortWarning",
     "VanishingBound",
     "decay_rate",
     "fixed_point_candidates",
