@@ -18,6 +18,7 @@ from ._jacobian import (
 from ._lapack import single_threaded_lapack
 from ._lyapunov import LyapunovSpectrum, SpectrumTooShortWarning, lyapunov_spectrum
 from ._params import ParamGradByStep, param_grad_by_step
+from ._sensitivity import ParamSensitivity, param_sensitivity
 from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "JacobianSpectrum",
     "LyapunovSpectrum",
     "ParamGradByStep",
+    "ParamSensitivity",
     "SpectrumTooShortWarning",
     "VanishingBound",
     "decay_rate",
@@ -41,6 +43,7 @@ __all__ = [
     "lyapunov_spectrum",
     "memory_horizon",
     "param_grad_by_step",
+    "param_sensitivity",
     "sample_states",
     "single_threaded_lapack",
     "vanishing_bound",
