@@ -16,6 +16,7 @@ from ._clip import (
     percentile_clip,
     zclip,
 )
+from ._floss import Flossing, flossing
 from ._loop import DIVERGENCE_REASONS, TrainLog, TrainResult, train
 from ._network import model_for
 from ._optim import OPTIMIZER_NAMES, optimizer
@@ -24,6 +25,7 @@ __all__ = [
     "CLIP_NAMES",
     "DIVERGENCE_REASONS",
     "OPTIMIZER_NAMES",
+    "Flossing",
     "MonitorState",
     "PercentileClipState",
     "TrainLog",
@@ -31,6 +33,7 @@ __all__ = [
     "ZClipState",
     "adaptive_grad_clip",
     "clipper",
+    "flossing",
     "model_for",
     "monitor",
     "optimizer",
