@@ -1,4 +1,4 @@
-"""gf.plots.sensitivity_vs_memory: markers at the measured points, closed forms as lines."""
+"""plots.sensitivity_vs_memory: measured points as markers, closed forms as lines."""
 
 import matplotlib
 import numpy as np
