@@ -8,8 +8,9 @@ recurrence ``h_t = λ h_{t−1} + γ x_t``:
 * diagonal, ``γ = 1``: ``(1+λ²)/(1−λ²)³`` per unit (∂/∂λ_i);
 * diagonal, ``γ = sqrt(1−λ²)`` differentiated with λ (input normalisation):
   ``1/(1−λ²)²``;
-* tanh RNN with ``W_hh = g·I`` and inputs of std ``σ``: per entry of ``W_hh``,
-  the linear recurrence gives ``σ²(1+g²)/(1−g²)³``; tanh saturates below it;
+* tanh RNN with ``W_hh = g·I`` and inputs of std ``σ = 0.1``: per entry of
+  ``W_hh`` over ``σ²``, the linear recurrence would give the first curve,
+  ``(1+g²)/(1−g²)³``; tanh saturates below it;
 * LSTM: memory from the forget-gate bias, ``λ ≈ sigmoid(b_f)`` (no closed form);
 * LRU (nearly real λ, ``γ = sqrt(1−|λ|²)`` a separate parameter): per unit,
   by ``ν`` rescaled to ``∂/∂|λ|`` (``∂|λ|/∂ν = |λ| log|λ|``); its guide is the
@@ -57,7 +58,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="figures")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw from the saved JSON"
+    )
     args = parser.parse_args()
+    if args.replot:
+        with open(os.path.join(args.out, "curse_of_memory.json")) as f:
+            _draw(json.load(f)["series"], args.out)
+        return
     steps, batch = (400, 32) if args.quick else (2000, 256)
     lams = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
     n = 8
@@ -128,13 +136,23 @@ def main() -> None:
                 "LRU (∂/∂|λ|)", 1 / (1 - lam), *_stats(sq, per), time.perf_counter() - t
             )
 
+    _draw(out, args.out)
+    meta = {"steps": steps, "batch": batch, "units": n, "input_std_rnn": sigma}
+    with open(os.path.join(args.out, "curse_of_memory.json.tmp"), "w") as f:
+        json.dump({"setup": meta, "series": out}, f, indent=1)
+    os.replace(
+        os.path.join(args.out, "curse_of_memory.json.tmp"),
+        os.path.join(args.out, "curse_of_memory.json"),
+    )
+
+
+def _draw(out: dict, folder: str) -> None:
     grid = np.linspace(0.45, 0.995, 200)
     q = grid**2
     tau = 1 / (1 - grid)
     forms = {
         "linear diagonal": (tau, (1 + q) / (1 - q) ** 3),
         "linear, normalised": (tau, 1 / (1 - q) ** 2),
-        "tanh RNN, W_hh = gI": (tau, (1 + q) / (1 - q) ** 3),
         "LRU (∂/∂|λ|)": (tau, (1 + q) / (1 - q) ** 2),
     }
     if "LRU (∂/∂|λ|)" not in out:
@@ -146,15 +164,8 @@ def main() -> None:
         closed_forms=forms,
         column="double",
     )
-    os.makedirs(args.out, exist_ok=True)
-    gf.plots.save(fig, os.path.join(args.out, "curse_of_memory"))
-    meta = {"steps": steps, "batch": batch, "units": n, "input_std_rnn": sigma}
-    with open(os.path.join(args.out, "curse_of_memory.json.tmp"), "w") as f:
-        json.dump({"setup": meta, "series": out}, f, indent=1)
-    os.replace(
-        os.path.join(args.out, "curse_of_memory.json.tmp"),
-        os.path.join(args.out, "curse_of_memory.json"),
-    )
+    os.makedirs(folder, exist_ok=True)
+    gf.plots.save(fig, os.path.join(folder, "curse_of_memory"))
 
 
 if __name__ == "__main__":

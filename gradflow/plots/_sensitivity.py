@@ -78,7 +78,15 @@ def sensitivity_vs_memory(
         for label, (cx, cy) in closed_forms.items():
             cx = c.as_array(f"closed_forms[{label!r}] x", cx, (1,))
             cy = c.as_array(f"closed_forms[{label!r}] y", cy, (1,))
-            ax.plot(cx, cy, color=palette[label], lw=1.0, ls="-", zorder=1)
+            ax.plot(
+                cx,
+                cy,
+                color=palette[label],
+                lw=1.0,
+                ls="-",
+                zorder=1,
+                label=f"{label} (closed form)",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
