@@ -18,8 +18,8 @@ recurrence ``h_t = λ h_{t−1} + γ x_t``:
 
     PYTHONPATH=. .venv/bin/python experiments/curse_of_memory.py [--quick]
 
-writes ``figures/curse_of_memory.{png,svg,pdf}`` and
-``figures/curse_of_memory.json`` (every measured number).
+writes ``figures/curse_of_memory_lambda/curse_of_memory.{png,svg,pdf}`` and
+``.../curse_of_memory.json`` (every measured number).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _stats(sq: np.ndarray, per: float) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="figures")
+    parser.add_argument("--out", default="figures/curse_of_memory_lambda")
     parser.add_argument(
         "--replot", action="store_true", help="redraw from the saved JSON"
     )

@@ -11,7 +11,7 @@ fresh sequences is at least 0.99. Success rates get Wilson 95% intervals.
     PYTHONPATH=. .venv/bin/python experiments/flossing.py --delays 40 80 \
         --seeds 8 --steps 600
 
-writes ``figures/flossing.json`` (every seed's accuracy, the rates and
+writes ``figures/flossing/flossing.json`` (every seed's accuracy, the rates and
 intervals) and prints a Markdown table.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--gain", type=float, default=1.5)
-    parser.add_argument("--out", default="figures/flossing.json")
+    parser.add_argument("--out", default="figures/flossing/flossing.json")
     args = parser.parse_args()
     cell = gf.cells.rnn(32, "tanh", gain=args.gain)
     conditions = {
