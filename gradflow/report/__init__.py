@@ -14,12 +14,12 @@ from typing import Any
 
 from gradflow.report._audit import (
     AUDIT_KEYS,
-    TrainingLog,
     audit,
-    read_log,
+    to_json,
     write_audit,
     zscore_spikes,
 )
+from gradflow.report._logs import TrainingLog, read_log
 from gradflow.report._write import write_report
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "TrainingLog",
     "audit",
     "read_log",
+    "to_json",
     "write_audit",
     "write_report",
     "zscore_spikes",
