@@ -110,10 +110,10 @@ def _autoclip(g: np.ndarray, p: float) -> np.ndarray:
 
 
 def _adagc(
-    g: np.ndarray, parts: np.ndarray, lambda_rel: float
+    g: np.ndarray, parts: np.ndarray, lambda_rel: float, settings: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Global and per-part factors; ``parts``: ``(k, n)`` per-tensor norms."""
-    lam_abs, beta, warmup, eps = (ADAGC[k] for k in ADAGC)
+    lam_abs, beta, warmup, eps = ({**ADAGC, **settings}[k] for k in ADAGC)
     k, n = parts.shape
     factor = np.full(n, np.nan)
     per = np.full((k, n), np.nan)
@@ -146,6 +146,7 @@ def replay(
     *,
     groups: Mapping[str, np.ndarray] | None = None,
     zclip: Mapping[str, Any] | None = None,
+    adagc: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """The factor ``method`` would have scaled each logged step by.
 
@@ -154,6 +155,7 @@ def replay(
         method, value: from :func:`parse_replay`.
         groups: per-tensor norms, name -> ``(n,)`` (AdaGC only).
         zclip: ZClip's other settings (``alpha``, ``warmup_steps``, ``eps``).
+        adagc: AdaGC's other settings (default :data:`ADAGC`).
 
     Returns:
         ``(n,)`` factors in (0, 1] (NaN at non-finite norms), and AdaGC's
@@ -174,7 +176,7 @@ def replay(
     if method == "adagc":
         names = list(groups or {})
         parts = np.stack([groups[n] for n in names]) if names else g[None]
-        factor, per = _adagc(g, parts, value)
+        factor, per = _adagc(g, parts, value, adagc or {})
         return factor, (dict(zip(names, per, strict=True)) if names else None)
     raise ValueError(
         f"method must be one of {', '.join(REPLAY_DEFAULTS)}, got {method!r}"
