@@ -1,4 +1,4 @@
-"""Gradient clipping as optax transforms: AutoClip, ZClip, AdaGC, unit-wise AGC, a monitor."""
+"""Gradient clipping as optax transforms: AutoClip, ZClip, AdaGC, AGC, a monitor."""
 
 from __future__ import annotations
 
