@@ -16,6 +16,12 @@ from gradflow.report._logs import TrainingLog, from_series, select
 
 
 def _client(tracking_uri: str | None):
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if uri and uri.startswith("sqlite:///"):
+        # MLflow would create an empty database at a mistyped path
+        db = Path(uri[len("sqlite:///") :])
+        if not db.exists():
+            raise FileNotFoundError(f"{db}: no such MLflow database ({uri})")
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -24,12 +30,6 @@ def _client(tracking_uri: str | None):
             f"reading MLflow runs needs the mlflow package "
             f"(pip install 'gradflow[mlflow]'): {err}"
         ) from err
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
-    if uri and uri.startswith("sqlite:///"):
-        # MLflow would create an empty database at a mistyped path
-        db = Path(uri[len("sqlite:///") :])
-        if not db.exists():
-            raise FileNotFoundError(f"{db}: no such MLflow database ({uri})")
     return MlflowClient(tracking_uri=uri), MlflowException, uri
 
 

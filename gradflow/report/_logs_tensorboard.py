@@ -41,10 +41,9 @@ def _scalars(file: Path, series: dict[str, tuple[list, list]]) -> None:
     event_pb2, errors, pywrap, tensor_util = _modules()
     reader = pywrap.PyRecordReader_New(str(file), 0, None, None)
     plugin: dict[str, str] = {}
-    record = 0
+    record = offset = 0
     try:
         while True:
-            offset = reader.file_handle.tell()
             try:
                 reader.GetNext()
             except errors.OutOfRangeError:
@@ -56,13 +55,15 @@ def _scalars(file: Path, series: dict[str, tuple[list, list]]) -> None:
                     f"are intact"
                 ) from None
             record += 1
+            data = reader.record()
             try:
-                event = event_pb2.Event.FromString(reader.record())
+                event = event_pb2.Event.FromString(data)
             except Exception as err:  # protobuf's DecodeError
                 raise ValueError(
                     f"{file}: record {record} (byte {offset}) is not a TensorBoard "
                     f"event ({err})"
                 ) from None
+            offset += len(data) + 16  # length, its crc, data, its crc
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
