@@ -123,7 +123,7 @@ def test_tensorboard_tensors_groups_several_runs_and_damaged_files(tmp_path):
     np.testing.assert_array_equal(log.groups["dense"], 2 * values.astype(np.float64))
     with pytest.raises(
         ValueError,
-        match=r"'gradnorm' is not a series.*'train/grad_norm', 'train/grad_norm/dense'$",
+        match=r"'gradnorm' is not.*'train/grad_norm', 'train/grad_norm/dense'$",
     ):
         read_log(tmp_path / "tf2", key="gradnorm")
     _tf2_scalars(tmp_path / "tf2b", "grad_norm", values)
