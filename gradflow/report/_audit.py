@@ -516,8 +516,8 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"replay {rep['method']}:{rep['value']:g}",
                 f"clips {rep['clip_fraction']:.3f} of steps"
                 + (
-                    f", smallest factor {min(rep['factors']):.3g} (steps "
-                    f"{_steps_text(steps)})"
+                    f" (steps {_steps_text(steps, 8)}), smallest factor "
+                    f"{min(rep['factors']):.3g}"
                     if steps
                     else ""
                 ),
