@@ -164,6 +164,8 @@ def test_audit_never_imports_jax(tmp_path):
         f"main(['audit', {str(tmp_path / 'l.csv')!r}, '--threshold', '2', "
         f"'--out', {str(tmp_path / 'o')!r}])\n"
         "assert 'jax' not in sys.modules, 'jax was imported'\n"
+        "for m in ('tensorboard', 'mlflow', 'pyarrow', 'tensorboardX'):\n"
+        "    assert m not in sys.modules, m + ' was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 

@@ -349,3 +349,15 @@ def test_audit_cli_faults_in_a_subprocess(tmp_path):
     ):
         p = _cli(*args, "--threshold", "1", cwd=tmp_path)
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
+
+
+def test_a_missing_optional_package_names_its_extra(tmp_path, monkeypatch, capsys):
+    (tmp_path / "h.parquet").write_bytes(b"PAR1" + b"\0" * 16)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    assert main(["audit", str(tmp_path / "h.parquet"), "--threshold", "1"]) == 2
+    assert "pip install 'gradflow-jax[wandb]'" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "events.out.tfevents.1").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "tensorboard.compat.proto", None)
+    assert main(["audit", str(tmp_path / "run"), "--threshold", "1"]) == 2
+    assert "pip install 'gradflow-jax[tensorboard]'" in capsys.readouterr().err

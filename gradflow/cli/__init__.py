@@ -233,10 +233,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import warnings
 
-    from gradflow.report import _audit, _logs
+    from gradflow import report
 
     try:
-        log = _logs.read_log(
+        log = report.read_log(
             args.log,
             point=args.point,
             seed=args.seed,
@@ -246,7 +246,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NaN slices of sparse groups
-            result = _audit.audit(
+            result = report.audit(
                 log, args.threshold, window=args.window, replays=args.replay or ()
             )
     except ImportError as err:  # an optional reader's package is missing
@@ -254,13 +254,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     for note in result["notes"]:
         print(f"gradflow: warning: {note}", file=sys.stderr)
     if args.out:
-        page = _audit.write_audit(log, result, args.out)
+        page = report.write_audit(log, result, args.out)
         print(f"audit: {page}", file=sys.stderr)
     if args.json:
-        print(_audit.to_json(result))
+        print(report.to_json(result))
     else:
         print(result["verdict"])
-        for name, value in _audit.summary_rows(result):
+        for name, value in report.audit_rows(result):
             print(f"  {name}: {value}")
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 from gradflow.report._audit import (
     AUDIT_KEYS,
     audit,
+    audit_rows,
     to_json,
     write_audit,
     zscore_spikes,
@@ -28,6 +29,7 @@ __all__ = [
     "FIGURES",
     "TrainingLog",
     "audit",
+    "audit_rows",
     "read_log",
     "to_json",
     "write_audit",

@@ -398,7 +398,7 @@ def write_audit(
         "audit_histogram": "histogram of gradient norms",
         "audit_replay": "clip factor of each replayed method over training",
     }
-    rows = summary_rows(result)
+    rows = audit_rows(result)
     md = [
         "# Clipping audit",
         "",
@@ -450,7 +450,7 @@ def _steps_text(steps: Sequence[int], limit: int = 12) -> str:
     return ", ".join(map(str, steps[:limit])) + (" …" if len(steps) > limit else "")
 
 
-def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+def audit_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(quantity, value)`` text pairs of an :func:`audit` result, for tables."""
     g = result["grad_norm"]
     rng = result["recommended_range"]

@@ -28,7 +28,7 @@ def _client(tracking_uri: str | None):
     except ImportError as err:
         raise ImportError(
             f"reading MLflow runs needs the mlflow package "
-            f"(pip install 'gradflow[mlflow]'): {err}"
+            f"(pip install 'gradflow-jax[mlflow]'): {err}"
         ) from err
     return MlflowClient(tracking_uri=uri), MlflowException, uri
 

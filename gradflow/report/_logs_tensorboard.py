@@ -32,7 +32,7 @@ def _modules():
     except ImportError as err:
         raise ImportError(
             f"reading TensorBoard event files needs the tensorboard package "
-            f"(pip install 'gradflow[tensorboard]'): {err}"
+            f"(pip install 'gradflow-jax[tensorboard]'): {err}"
         ) from err
     return event_pb2, errors, pywrap_tensorflow, tensor_util
 

@@ -24,7 +24,7 @@ def read(
         import pyarrow.parquet as pq
     except ImportError as err:
         raise ImportError(
-            f"reading Parquet needs pyarrow (pip install 'gradflow[wandb]'): {err}"
+            f"reading Parquet needs pyarrow (pip install 'gradflow-jax[wandb]'): {err}"
         ) from err
     try:
         names = pq.read_schema(path).names
