@@ -172,7 +172,12 @@ def _spike_records(
     records = []
     for i in np.flatnonzero(mask):
         s = int(log.step[i])
-        rec: dict[str, Any] = {"step": s, "grad_norm": float(log.grad_norm[i])}
+        rec: dict[str, Any] = {
+            "step": s,
+            "grad_norm": float(log.grad_norm[i]),
+            "loss_spike_after": None,
+            "lag": None,
+        }
         if loss_steps is not None:
             after = loss_steps[(loss_steps >= s) & (loss_steps <= s + window)]
             rec["loss_spike_after"] = bool(after.size)
@@ -219,8 +224,9 @@ def audit(
         above ``T``), ``threshold_percentile`` (``T``'s percentile rank: the
         percentage of finite norms at or below ``T``, so that it is
         ``100 * (1 - clip_fraction)``), ``spikes`` (one record per spike:
-        ``step``, ``grad_norm``; with a loss ``loss_spike_after`` and its
-        ``lag`` in steps, else neither; with groups ``groups``, those that
+        ``step``, ``grad_norm``, ``loss_spike_after`` (whether the loss spiked
+        within ``window`` steps; ``None`` without a loss) and its ``lag`` in
+        steps (or ``None``); with groups ``groups``, those that
         spiked at that step by their own test, and ``largest_jump``, the group
         furthest above its median), ``recommended_range`` (``[lo, hi]``, see
         the module doc, or ``None`` when the median norm is 0). Then:

@@ -121,7 +121,7 @@ def select(
         if value is not None and value not in names:
             raise ValueError(
                 f"{source}: {arg} {value!r} is not a series of this log; it holds "
-                f"{_shown(names) or 'none'}"
+                f"{_shown(names) or 'no series'}"
             )
     norm = key if key is not None else _find(names, NORM_KEYS)
     prefix = "grad_norm/" if norm is None else norm + "/"
@@ -130,7 +130,7 @@ def select(
         raise ValueError(
             f"{source}: no gradient-norm series; expected one of "
             f"{', '.join(NORM_KEYS)} (or pass --key NAME); the log holds "
-            f"{_shown(names)}"
+            f"{_shown(names) or 'no series (an empty run?)'}"
         )
     return Selection(
         norm=norm,
