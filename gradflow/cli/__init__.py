@@ -99,25 +99,6 @@ def _config_path(text: str) -> Path:
     return path
 
 
-def _announce(config, args: argparse.Namespace) -> None:
-    """Print the grid's size; refuse one over :data:`MAX_POINTS` without ``--yes``."""
-    from gradflow import sweep
-
-    points, seeds = sweep.grid_points(sweep.quick(config) if args.quick else config)
-    size = f"{len(points):,} points x {len(seeds)} seeds"
-    if len(points) > MAX_POINTS and not args.yes:
-        raise _Failure(
-            f"the grid has {size}, more than the {MAX_POINTS:,} allowed without "
-            f"--yes; check its ranges, or pass --yes to run it"
-        )
-    if not args.quiet:
-        print(
-            f"{config['experiment']['name']}: {size}; the time left is shown "
-            f"after the first point",
-            file=sys.stderr,
-        )
-
-
 def _list_shipped() -> int:
     from gradflow._experiments import shipped, shipped_dir
 
@@ -172,20 +153,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gradflow._experiments import resolve
 
     _cwd_importable()
-    config = sweep.load_config(resolve(_config_path(args.config)))
+    path = resolve(_config_path(args.config))
     out = sweep.check_out(args.out)
     if args.report:
         _report_module()  # before hours of running, not after
     if _distributed(args) > 0:
         args.quiet, args.report = True, False  # process 0 speaks and writes
-    _announce(config, args)
-    out = sweep.run(
-        config,
-        out,
-        quick=args.quick,
-        progress=_progress(args),
-        force=args.force,
-    )
+    try:
+        # the file is read, checked and its grid expanded once, by the run
+        out = sweep.run(
+            path,
+            out,
+            quick=args.quick,
+            progress=_progress(args),
+            force=args.force,
+            max_points=None if args.yes else MAX_POINTS,
+        )
+    except sweep.GridTooLarge as err:
+        raise _Failure(
+            f"{err} without --yes; check its ranges, or pass --yes to run it"
+        ) from err
     if not args.quiet:
         print(f"results: {out}", file=sys.stderr)
     if args.report:
@@ -314,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from gradflow import __version__
+    from gradflow._version import __version__
 
     parser.add_argument(
         "--version", action="version", version=f"gradflow {__version__}"
@@ -560,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradflow`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from gradflow.sweep._interrupt import deferred_interrupt
+    from gradflow.sweep import deferred_interrupt
 
     try:
         # Ctrl-C is honoured between points (and between experiments): raised
