@@ -128,3 +128,33 @@ def test_adagc_leaves_a_nonfinite_update_and_its_state_alone():
         gf.train.adagc(beta=1.0)
     with pytest.raises(ValueError, match="lambda_rel"):
         gf.train.adagc(lambda_rel=0.0)
+
+
+def test_adagc_is_a_method_of_the_clipping_study():
+    sec = gf.sweep.validate_clipping_section(
+        {
+            "clip": ["none", "adagc"],
+            "levels": {"adagc": [1.05, 2.0]},
+            "length": 12,
+            "hidden_size": 4,
+            "steps": 12,
+            "record_every": 4,
+            "batch_size": 4,
+            "eval_batch_size": 8,
+            "gain": 3.0,
+        },
+        "x",
+    )
+    grid = gf.sweep.clipping_grid(sec)
+    assert {"clip": "adagc", "threshold": 2.0, "lr": sec["lrs"][0]} in grid
+    arrays, metrics = gf.sweep.run_clipping_point(
+        sec,
+        {"clip": "adagc", "threshold": 2.0, "lr": 0.1},
+        [0, 1],
+        compiler_options={"xla_backend_optimization_level": 0},
+    )
+    # 12 steps are all warm-up: AdaGC clips the global norm at lambda_abs = 1
+    g = arrays["grad_norm"]
+    assert (g > 1.0).any() and (g < 1.0).any()
+    np.testing.assert_array_equal(arrays["clipped"].astype(bool), g > 1.0)
+    assert all(np.isfinite(metrics["final_loss"]))

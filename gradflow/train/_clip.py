@@ -505,8 +505,10 @@ def clipper(
             (:func:`adaptive_grad_clip`, the ratio of each output unit's
             gradient norm to its weight norm), ``"autoclip"``
             (:func:`percentile_clip` with ``threshold`` the percentile, default
-            10) or ``"zclip"`` (:func:`zclip` with ``threshold`` the z-score
-            threshold, default 2.5).
+            10), ``"zclip"`` (:func:`zclip` with ``threshold`` the z-score
+            threshold, default 2.5) or ``"adagc"`` (:func:`adagc` with
+            ``threshold`` its ``lambda_rel``, default 1.05; its other settings
+            pytorch-optimizer's defaults).
         threshold: the clip level, > 0 (ignored for ``"none"``).
         history: AutoClip's ring-buffer length.
 
@@ -520,6 +522,8 @@ def clipper(
         return percentile_clip(10.0 if threshold is None else threshold, history)
     if name == "zclip":
         return zclip(z_thresh=2.5 if threshold is None else threshold)
+    if name == "adagc":
+        return adagc(lambda_rel=1.05 if threshold is None else threshold)
     if threshold is None:
         raise ValueError(f"clip {name!r} needs a threshold > 0, got None")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
