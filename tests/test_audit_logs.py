@@ -314,6 +314,7 @@ def test_audit_cli_faults_in_a_subprocess(tmp_path):
     p = _cli("dup.csv", "--threshold", "inf", "--json", cwd=tmp_path)
     res = json.loads(p.stdout)
     assert p.returncode == 0 and res["threshold"] is None and res["clip_fraction"] == 0
+    assert res["verdict"].startswith("T = inf clips nothing (no clipping)")
     # all-zero norms: no [0, 0] range, a true sentence
     (tmp_path / "zero.csv").write_text(
         "step,grad_norm\n" + "".join(f"{i},0\n" for i in range(50))

@@ -310,6 +310,16 @@ def audit(
                 )
             ),
         }[position]
+        if math.isinf(t):
+            verdict = (
+                f"T = inf clips nothing (no clipping); the recommended range is "
+                f"{where}"
+                + (
+                    f" and {int(spikes.sum())} steps were spikes."
+                    if spikes.any()
+                    else "."
+                )
+            )
     loss = None
     if loss_mask is not None:
         fl = log.loss[np.isfinite(log.loss)]
