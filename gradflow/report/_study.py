@@ -74,7 +74,7 @@ def success_heatmap(results: Results) -> Figure | None:
         name = {
             "autoclip": "autoclip (percentile)",
             "zclip": "zclip (z-score)",
-            "adagc": "adagc (λ_rel)",
+            "adagc": "adagc (× own EMA norm)",
         }
         panels[name.get(m, m)] = (levels, lrs, rate)
     return plots.success_heatmap(panels)
