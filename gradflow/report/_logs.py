@@ -276,8 +276,8 @@ def from_rows(
 ) -> TrainingLog:
     """A log from records ``(where, {column: value})`` (CSV rows, JSONL lines).
 
-    Empty cells are "not logged at this step"; without a step column a record's
-    step is the number of records with a norm before it.
+    Empty cells (and JSON ``null``) are "not logged at this step"; without a
+    step column a record's step is the number of records with a norm before it.
     """
     columns: dict[str, None] = {}
     for _, r in rows:
@@ -363,7 +363,7 @@ def read_text(path: Path, seed: int, **keys: str | None) -> TrainingLog:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from err
         if isinstance(data, Mapping):
-            return from_arrays(data, str(path), seed, key=keys.get("key"))
+            return from_arrays(data, str(path), seed, **keys)
         if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
             rows = [(f"{path}, record {i + 1}", r) for i, r in enumerate(data)]
             return from_rows(rows, str(path), **keys)
@@ -387,10 +387,15 @@ def read_text(path: Path, seed: int, **keys: str | None) -> TrainingLog:
 
 
 def from_arrays(
-    data: Mapping[str, Any], source: str, seed: int, *, key: str | None = None
+    data: Mapping[str, Any],
+    source: str,
+    seed: int,
+    *,
+    key: str | None = None,
+    loss_key: str | None = None,
 ) -> TrainingLog:
     """A log from equal-length arrays (``.npz``, a JSON object of lists)."""
-    sel = select(list(data), source, key=key)
+    sel = select(list(data), source, key=key, loss_key=loss_key)
     norm_key = sel.norm
     if norm_key is None:
         raise ValueError(

@@ -46,7 +46,8 @@ def read_log(
       (default: the first) and its seed index ``seed``.
 
     Of a step logged twice the last record wins and unsorted steps are
-    sorted; both are said in ``notes``.
+    sorted; both are said in ``notes``. In CSV, JSONL and Parquet an empty
+    cell (or ``null``) means "not logged at this step"; ``nan`` is a NaN.
 
     Args:
         path: the file, directory or ``mlflow:RUN_ID``.
@@ -94,6 +95,6 @@ def read_log(
     if path.suffix.lower() == ".npz":
         with np.load(path) as z:
             return _logs.from_arrays(
-                {k: z[k] for k in z.files}, str(path), seed, key=key
+                {k: z[k] for k in z.files}, str(path), seed, key=key, loss_key=loss_key
             )
     return _logs.read_text(path, seed, key=key, loss_key=loss_key)
