@@ -80,20 +80,20 @@ def test_one_run_logged_four_ways_gives_identical_audits(tmp_path, capsys):
         assert _json_audit(capsys, *args) == want, args
 
 
-def _tf2_scalars(directory, tag, values, *, extra_tags=()):
+def _tf2_scalars(directory, tag, values, *, extra_tags=(), first_step=0, suffix=""):
     """Scalars as TF2/clu writers store them: tensors, plugin metadata once."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
     from tensorboard.util import tensor_util
 
-    writer = EventFileWriter(str(directory))
-    for step, v in enumerate(values):
+    writer = EventFileWriter(str(directory), filename_suffix=suffix)
+    for step, v in enumerate(values, start=first_step):
         vals = []
         for t, x in ((tag, v), *((e, v * 2) for e in extra_tags)):
             val = summary_pb2.Summary.Value(
                 tag=t, tensor=tensor_util.make_tensor_proto(np.float32(x))
             )
-            if step == 0:
+            if step == first_step:
                 val.metadata.plugin_data.plugin_name = "scalars"
             vals.append(val)
         # a histogram-like tensor of another plugin is not a scalar
@@ -126,6 +126,13 @@ def test_tensorboard_tensors_groups_several_runs_and_damaged_files(tmp_path):
         match=r"'gradnorm' is not.*'train/grad_norm', 'train/grad_norm/dense'$",
     ):
         read_log(tmp_path / "tf2", key="gradnorm")
+    # a resumed run: a second file repeats steps 40..59; the later file wins
+    _tf2_scalars(tmp_path / "tf2", "train/grad_norm", 3 * values[:40], first_step=40)
+    log = read_log(tmp_path / "tf2")
+    assert log.step.tolist() == list(range(80))
+    np.testing.assert_array_equal(log.grad_norm[40:], 3 * values[:40])
+    np.testing.assert_array_equal(log.grad_norm[:40], values[:40])
+    assert "20 duplicate step record(s)" in log.notes[0]
     _tf2_scalars(tmp_path / "tf2b", "grad_norm", values)
     root = tmp_path
     with pytest.raises(ValueError, match="holds 2 TensorBoard runs"):
