@@ -11,11 +11,26 @@ intersphinx, no CDN assets (the build fails if a page loads one).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
+
+# The tutorials' kernels start with matplotlib's inline backend, so a figure a
+# cell returns (gradflow.plots builds figures without pyplot) is shown on the
+# page, as SVG. Written under _build: IPython keeps files in its directory.
+_IPYTHON = HERE / "_build" / "ipython"
+(_IPYTHON / "profile_default").mkdir(parents=True, exist_ok=True)
+(_IPYTHON / "profile_default" / "ipython_kernel_config.py").write_text(
+    'c.IPKernelApp.matplotlib = "inline"\n'
+    'c.InlineBackend.figure_formats = {"svg"}\n'
+    "c.HistoryManager.enabled = False\n"
+    # ipykernel warns on every start that its local TCP sockets are unencrypted
+    'c.IPKernelApp.log_level = "ERROR"\n'
+)
+os.environ["IPYTHONDIR"] = str(_IPYTHON)
 
 import gradflow  # noqa: E402
 
@@ -60,6 +75,8 @@ myst_heading_anchors = 3
 nb_execution_mode = "cache"
 nb_execution_cache_path = str(HERE / "_build" / ".jupyter_cache")
 nb_execution_raise_on_error = True
+# each notebook runs in a temporary folder: files it writes stay out of docs/
+nb_execution_in_temp = True
 nb_execution_show_tb = True
 # per cell; each tutorial is meant to run in well under a minute on two cores
 nb_execution_timeout = 300
