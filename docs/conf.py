@@ -90,6 +90,8 @@ html_title = f"gradflow {release}"
 html_copy_source = False
 html_show_sourcelink = False
 if not API_ONLY:
+    html_static_path = ["_static"]
+    html_css_files = ["gradflow.css"]
     html_theme_options = {
         "show_toc_level": 2,
         "use_download_button": True,
