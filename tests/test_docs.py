@@ -151,3 +151,29 @@ def test_functions_show_their_signature_and_type_hints(built, package):
             assert "sig-return" in entry, f"{package}.{name}: no return type"
         checked += 1
     assert checked > 0
+
+
+def _extension():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        return importlib.import_module("gradflow_docs")
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+
+
+def test_the_build_check_finds_network_assets_and_undrawn_figures(tmp_path):
+    ext = _extension()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "ok.html").write_text(
+        '<script src="_static/a.js"></script><link rel="stylesheet" href="x.css">'
+        '<a href="https://semver.org">a link is fine</a><img src="_images/f.svg">'
+    )
+    (tmp_path / "sub" / "bad.html").write_text(
+        '<script defer src="https://cdn.example/m.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example/f.css" />'
+        "<pre>&lt;Figure size 350x238 with 1 Axes&gt;</pre>"
+    )
+    found = ext.remote_assets(tmp_path)
+    assert [f.split(":")[0] for f in found] == ["sub/bad.html"] * 2
+    assert "cdn.example" in found[0] and "fonts.example" in found[1]
+    assert ext.undrawn_figures(tmp_path) == ["sub/bad.html"]

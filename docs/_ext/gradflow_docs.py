@@ -4,7 +4,8 @@
 ``__all__`` (read when the page is built, so a new public name appears without
 editing any page); ``.. gradflow-cli::`` prints ``gradflow --help`` and each
 sub-command's ``--help``. After an HTML build, a page that loads a script or a
-style sheet from the network fails the build: the site must work offline.
+style sheet from the network fails the build (the site must work offline), and
+so does a tutorial figure shown as its text repr instead of drawn.
 """
 
 from __future__ import annotations
@@ -205,14 +206,30 @@ def remote_assets(outdir: Path) -> list[str]:
     return found
 
 
-def _check_offline(app: Sphinx, exception: Exception | None) -> None:
+def undrawn_figures(outdir: Path) -> list[str]:
+    """Pages where a cell's figure came out as its text repr, not an image."""
+    return [
+        str(page.relative_to(outdir))
+        for page in sorted(outdir.rglob("*.html"))
+        if "&lt;Figure size" in page.read_text(encoding="utf-8")
+    ]
+
+
+def _check_pages(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    found = remote_assets(Path(app.outdir))
+    outdir = Path(app.outdir)
+    found = remote_assets(outdir)
     if found:
         raise ExtensionError(
             "pages load scripts or styles from the network (the site must work "
             "offline):\n  " + "\n  ".join(found[:20])
+        )
+    undrawn = undrawn_figures(outdir)
+    if undrawn:
+        raise ExtensionError(
+            "a tutorial figure was shown as text, not drawn (is the kernel's "
+            "inline backend configured? see conf.py): " + ", ".join(undrawn)
         )
 
 
@@ -221,5 +238,5 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("gradflow-cli", CliDirective)
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
     app.connect("autodoc-process-docstring", _drop_type_docstring)
-    app.connect("build-finished", _check_offline)
+    app.connect("build-finished", _check_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
