@@ -123,7 +123,7 @@ def cli_rst() -> list[str]:
 
     # argparse wraps at the terminal's width: a fixed one keeps pages stable
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "88"
+    os.environ["COLUMNS"] = "80"
     try:
         parser = build_parser()
         sections = [("gradflow", parser.format_help())]
