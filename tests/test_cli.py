@@ -201,7 +201,9 @@ def test_figures_quick_never_touches_full_results(tmp_path, tiny_config, capsys)
     assert results.read_metrics(full)[0]["seeds"] == [0, 1, 2]
 
 
-def test_run_report_and_a_partial_run(tmp_path, tiny_config, capsys, monkeypatch):
+def test_run_report_and_a_partial_run(
+    tmp_path, tiny_config, capsys, monkeypatch, default_sigint
+):
     import signal
 
     out = tmp_path / "out"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import all_arrays
+from conftest import CLI_WITH_CTRL_C, all_arrays
 
 from gradflow import results, sweep
 from gradflow.sweep._lock import DirectoryLocked, directory_lock
@@ -206,7 +206,7 @@ def slow():
 def cli(out, config_path, *extra):
     """Start ``gradflow run`` in its own process group, as a shell's job."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "gradflow.cli", "run", str(config_path)]
+    command = [sys.executable, "-c", CLI_WITH_CTRL_C, "run", str(config_path)]
     return subprocess.Popen(
         [*command, "--out", str(out), *extra],
         stderr=subprocess.PIPE,

@@ -253,9 +253,18 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from gradflow import sweep
     from gradflow._experiments import shipped_dir
 
+    from . import _figure_copies as copies
+
     folder = Path(args.experiments or shipped_dir() or "experiments")
     configs = sorted(folder.glob("*.toml"))
     if args.only:
+        unknown = sorted(set(args.only) - {c.stem for c in configs})
+        if unknown:
+            known = ", ".join(c.stem for c in configs) or "none"
+            raise _Failure(
+                f"--only {' '.join(unknown)}: no such experiment in {folder} "
+                f"(there: {known})"
+            )
         configs = [c for c in configs if c.stem in args.only]
     if not configs:
         raise _Failure(f"no experiments (*.toml) found in {folder}")
@@ -264,9 +273,13 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     # Quick results and figures get their own folders: a smoke test never
     # replaces (or mixes into) the full results or the shipped figures.
     suffix = "-quick" if args.quick else ""
-    for path, config in zip(configs, loaded, strict=True):
-        name = config["experiment"]["name"] + suffix
-        directory = Path(args.results) / name
+    out, results_dir = Path(args.out), Path(args.results)
+    copies.check_separate(out, results_dir)
+    names = [config["experiment"]["name"] + suffix for config in loaded]
+    for name in names:  # every folder, before any experiment runs
+        copies.check_target(out / name, None, force=args.force)
+    for path, config, name in zip(configs, loaded, names, strict=True):
+        directory = results_dir / name
         if not args.quiet:
             print(f"== {path} -> {directory}", file=sys.stderr)
         sweep.run(
@@ -276,16 +289,11 @@ def _cmd_figures(args: argparse.Namespace) -> int:
             progress=_progress(args),
             force=args.force,
         )
+        target = out / name
+        digest = copies.config_digest(directory)
+        copies.check_target(target, digest, force=args.force)
         _write_report(directory, args.quiet)
-        source = directory / "figures"
-        target = Path(args.out) / name
-        # OUT/<name> holds only copies of DIR/figures: remade whole each time.
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for f in sorted(source.glob("*")) if source.exists() else []:
-            if f.is_file():
-                shutil.copy2(f, target / f.name)
+        copies.copy_figures(directory / "figures", target, name, digest)
         if not args.quiet:
             print(f"figures: {target}", file=sys.stderr)
     return 0
@@ -491,8 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace a RESULTS/<name> that holds results of a different config "
-        "(without it such a directory is refused)",
+        help="replace a RESULTS/<name> that holds results of a different config, "
+        "and the figures gradflow copied to OUT/<name> from it (without it both "
+        "are refused); files gradflow did not write are never replaced or deleted",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_figures)

@@ -1,0 +1,121 @@
+"""The command line refuses what would lose a user's files or crash: real processes.
+
+Each case runs ``python -m gradflow.cli`` as a user would and checks the one
+line it prints, its exit status, and that nothing of the user's was touched.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gradflow as gradflow_package
+
+TINY = """\
+[experiment]
+name = "tiny"
+figures = ["grad_norm_profile"]
+[grid]
+cell = "rnn"
+hidden_size = 3
+gain = [0.5, 1.0]
+length = 6
+input = "zeros"
+seeds = 2
+[input]
+size = 1
+[measure]
+grad_norms = { loss = "last_linear" }
+"""
+
+
+def _pythonpath():
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+def gradflow(*args, cwd, timeout=120):
+    """``gradflow ARGS`` in ``cwd``; (exit status, stderr)."""
+    # The gradflow this test imported, wherever the child starts.
+    root = str(Path(gradflow_package.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *_pythonpath()]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradflow.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stderr
+
+
+@pytest.fixture
+def experiments(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "tiny.toml").write_text(TINY)
+    return tmp_path / "experiments"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("layout", ["out_is_results", "same_folder", "user_folder"])
+def test_figures_never_deletes_what_a_user_made(tmp_path, experiments, layout):
+    mine = tmp_path / "mine"
+    (mine / "tiny-quick").mkdir(parents=True)
+    (mine / "tiny-quick" / "chapter1.tex").write_text("x")
+    (mine / "notes.txt").write_text("y")
+    args = ["figures", "--quick", "--only", "tiny", "--experiments", experiments]
+    args += {
+        "out_is_results": ["--out", "results"],  # --results defaults to results
+        "same_folder": ["--results", mine, "--out", mine],
+        "user_folder": ["--out", mine, "--results", tmp_path / "r"],
+    }[layout]
+    if layout == "out_is_results":
+        mine = tmp_path / "results"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("y")
+    before = _tree(mine)
+    for force in ([], ["--force"]):
+        rc, err = gradflow(*args, *force, cwd=tmp_path)
+        assert rc == 2, err
+        assert err.count("\n") == 1 and err.startswith("gradflow: error: ")
+        assert "overlap" in err or "did not write" in err
+        assert _tree(mine) == before
+
+
+def test_figures_keeps_a_users_file_beside_its_own(tmp_path, experiments):
+    from gradflow.cli import main
+
+    out, res = tmp_path / "figs", tmp_path / "res"
+    args = ["figures", "--quick", "--experiments", str(experiments), "--quiet"]
+    args += ["--out", str(out), "--results", str(res)]
+    assert main(args) == 0
+    made = sorted(p.name for p in (out / "tiny-quick").iterdir())
+    assert "grad_norm_profile.png" in made and ".gradflow-figures.json" in made
+    (out / "tiny-quick" / "caption.tex").write_text("mine")
+    (out / "tiny-quick" / "grad_norm_profile.svg").unlink()  # gradflow's: remade
+    assert main(args) == 0  # the same config: gradflow's own files replaced
+    assert (out / "tiny-quick" / "caption.tex").read_text() == "mine"
+    assert sorted(p.name for p in (out / "tiny-quick").iterdir()) == sorted(
+        [*made, "caption.tex"]
+    )
+    # Another config's figures are refused without --force, replaced with it;
+    # the user's file stays either way.
+    (experiments / "tiny.toml").write_text(TINY.replace("[0.5, 1.0]", "[0.5, 1.5]"))
+    assert main(args) == 2
+    assert main([*args, "--force"]) == 0
+    assert (out / "tiny-quick" / "caption.tex").read_text() == "mine"
+
+
+def test_figures_only_names_the_unknown_experiment(tmp_path, experiments):
+    rc, err = gradflow(
+        "figures", "--only", "bogus", "--experiments", experiments, cwd=tmp_path
+    )
+    assert rc == 2
+    assert "--only bogus: no such experiment" in err and "(there: tiny)" in err
