@@ -5,6 +5,7 @@ line it prints, its exit status, and that nothing of the user's was touched.
 """
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,72 @@ def test_figures_only_names_the_unknown_experiment(tmp_path, experiments):
     )
     assert rc == 2
     assert "--only bogus: no such experiment" in err and "(there: tiny)" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_distributed_flags_are_checked_before_jax(tmp_path, tiny):
+    port = _free_port()
+    run = ["run", tiny, "--out", tmp_path / "out", "--distributed"]
+    two = ["--num-processes", "2", "--process-id", "0"]
+    cases = [
+        (["--coordinator", "localhost", *two], "expected HOST:PORT"),
+        (["--coordinator", "127.0.0.1:abc", *two], "got 'abc'"),
+        (["--coordinator", "127.0.0.1:70000", *two], "from 1 to 65535"),
+        (
+            [
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "2",
+            ],
+            "--process-id must be from 0 to 1",
+        ),
+        (["--heartbeat-timeout", "0"], "--heartbeat-timeout must be a positive"),
+        (["--heartbeat-timeout", "-5"], "got -5"),
+    ]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        cases.append(
+            (["--coordinator", f"127.0.0.1:{busy}", *two], f"port {busy} is in use")
+        )
+        for flags, expected in cases:
+            rc, err = gradflow(*run, *flags, cwd=tmp_path)
+            assert rc == 2 and expected in err, (flags, err)
+            assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("process", [0, 1])
+def test_a_process_left_alone_says_what_it_awaits(tmp_path, tiny, process):
+    flags = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    flags += ["--process-id", str(process), "--join-timeout", "1"]
+    rc, err = gradflow(
+        "run",
+        tiny,
+        "--out",
+        tmp_path / "out",
+        "--distributed",
+        *flags,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert rc == 3, err
+    assert f"process {process} of 2: waiting up to 1 s for every process" in err
+    assert "the other processes did not join at 127.0.0.1:" in err
+    assert "within 1 s (--join-timeout)" in err and "Traceback" not in err

@@ -133,30 +133,44 @@ def _list_shipped() -> int:
     return 0
 
 
-def _distributed(args: argparse.Namespace) -> int:
-    """Join a multi-process run (``--distributed``); this process's index."""
+def _distributed_flags(args: argparse.Namespace) -> dict | None:
+    """The ``--distributed`` flags, checked; None without ``--distributed``."""
     manual = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed:
         if any(v is not None for v in manual):
             raise _Failure(
                 "--coordinator, --num-processes and --process-id need --distributed"
             )
-        return 0
+        return None
     if any(v is None for v in manual) and any(v is not None for v in manual):
         raise _Failure(
             "give all of --coordinator, --num-processes and --process-id, or none "
             "(then jax.distributed.initialize() reads the cluster's environment)"
         )
+    from . import _multiprocess as dist
+
+    flags = {
+        "coordinator": args.coordinator,
+        "num_processes": args.num_processes,
+        "process_id": args.process_id,
+        "heartbeat_timeout": args.heartbeat_timeout,
+        "join_timeout": args.join_timeout,
+    }
+    dist.check_flags(**flags)
+    return flags
+
+
+def _distributed(flags: dict | None) -> int:
+    """Join a multi-process run (``--distributed``); this process's index."""
+    if flags is None:
+        return 0
     import jax
+
+    from . import _multiprocess as dist
 
     # CPU devices of different processes talk through gloo (no-op elsewhere).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-        heartbeat_timeout_seconds=args.heartbeat_timeout,
-    )
+    dist.join(jax.distributed.initialize, **flags)
     return jax.process_index()
 
 
@@ -168,6 +182,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "run needs CONFIG (a TOML file or a shipped experiment's name, see "
             "`gradflow run --list`) and --out DIR"
         )
+    flags = _distributed_flags(args)  # before jax or the user's code
     from gradflow import sweep
     from gradflow._experiments import resolve
 
@@ -176,7 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = sweep.check_out(args.out)
     if args.report:
         _report_module()  # before hours of running, not after
-    if _distributed(args) > 0:
+    if _distributed(flags) > 0:
         args.quiet, args.report = True, False  # process 0 speaks and writes
     _announce(config, args)
     out = sweep.run(
@@ -390,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --distributed: seconds without word from a process before the "
         "others stop, as its points cannot finish without it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--join-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="with --distributed: seconds to wait for every process to join "
+        "before giving up with a message (default: %(default)s)",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_run)
