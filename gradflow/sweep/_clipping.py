@@ -545,7 +545,8 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         learning rate that never diverged (or ``None``), and a one-sentence
         ``reason``.
         ``chance_loss`` is the task's chance-level loss (from the metrics), or
-        ``None``.
+        ``None``. When every seed of every condition diverged, ``recommended``
+        is ``None`` and ``nothing_learned`` says so.
 
         When the metrics hold ``success`` (studies run since success was
         measured) each entry also has ``success_rate``, ``success_interval``
@@ -616,6 +617,10 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             else _recommend(entries, chance_loss)
         ),
     }
+    if all(e["seeds"] and e["diverged_seeds"] == e["seeds"] for e in entries):
+        # No final loss or accuracy exists to rank by: nothing to recommend.
+        out["recommended"] = None
+        out["nothing_learned"] = NOTHING_LEARNED.format(n=len(entries))
     if learned:
         out["success_criterion"] = SUCCESS_CRITERION
         out["working_region"] = {
@@ -629,6 +634,12 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
     return out
 
+
+#: The summary's ``nothing_learned`` when every seed of every condition diverged.
+NOTHING_LEARNED = (
+    "Nothing learned: every seed of all {n} conditions diverged, so no clipping "
+    "is recommended; try smaller learning rates"
+)
 
 #: A condition "works" (the region drawn in the heat map) from this success rate.
 WORKS = 0.5
