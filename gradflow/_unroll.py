@@ -13,8 +13,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_int, check_sequence
-from .cells import Cell
-from .cells._cell import check_params
+from .cells import Cell, check_params
 
 
 def check_cell(cell: Any) -> Cell:
