@@ -168,8 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gradflow._experiments import resolve
 
     _cwd_importable()
-    path = resolve(_config_path(args.config))
-    out = sweep.check_out(args.out)
+    path = resolve(_config_path(args.config)).absolute()
+    out = sweep.check_out(args.out).absolute()  # before the user's code runs
     if args.report:
         _report_module()  # before hours of running, not after
     if _distributed(flags) > 0:
@@ -275,7 +275,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     # Quick results and figures get their own folders: a smoke test never
     # replaces (or mixes into) the full results or the shipped figures.
     suffix = "-quick" if args.quick else ""
-    out, results_dir = Path(args.out), Path(args.results)
+    # Absolute before any user's cell factory runs (it may change directory).
+    out, results_dir = Path(args.out).absolute(), Path(args.results).absolute()
     copies.check_separate(out, results_dir)
     names = [config["experiment"]["name"] + suffix for config in loaded]
     for name in names:  # every folder, before any experiment runs

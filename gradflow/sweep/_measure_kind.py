@@ -101,8 +101,8 @@ def _cells(where: str, value: Any) -> list[str]:
                     if importlib.util.find_spec(module)
                     else f"No module named {module!r}"
                 )
-            except (ImportError, ValueError) as err:
-                problem = str(err)
+            except (Exception, SystemExit) as err:  # a parent package's import
+                problem = f"{type(err).__name__}: {err}"
             if problem:
                 raise _fail(
                     where,

@@ -239,7 +239,8 @@ def run(
     size = f"{len(grid.points):,} points x {len(grid.seeds)} seeds"
     if max_points is not None and len(grid.points) > max_points:
         raise GridTooLarge(f"the grid has {size}, more than the {max_points:,} allowed")
-    out = check_out(out)
+    # Absolute before the user's code runs: a factory may change the directory.
+    out = check_out(out).absolute()
     kind.check(config)  # e.g. imports and builds users' cells before any file is made
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
     reporter.announce(config["experiment"]["name"], size)
