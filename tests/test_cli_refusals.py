@@ -189,3 +189,24 @@ def test_a_process_left_alone_says_what_it_awaits(tmp_path, tiny, process):
     assert f"process {process} of 2: waiting up to 1 s for every process" in err
     assert "the other processes did not join at 127.0.0.1:" in err
     assert "within 1 s (--join-timeout)" in err and "Traceback" not in err
+
+
+def test_config_files_that_are_empty_or_not_utf8(tmp_path):
+    cases = {
+        "empty.toml": (b"", "empty.toml: holds no settings"),
+        "comments.toml": (b"# nothing yet\n", "comments.toml: holds no settings"),
+        "latin1.toml": (
+            TINY.replace('"tiny"', '"caf\xe9"').encode("latin-1"),
+            "latin1.toml: not UTF-8 text (byte 0xe9 at line 2, column 12)",
+        ),
+    }
+    for name, (data, expected) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        rc, err = gradflow("run", name, "--out", "out", cwd=tmp_path)
+        assert rc == 2 and expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+    # A byte-order mark (some editors write one) is read past, not refused.
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + TINY.encode())
+    rc, err = gradflow("run", "bom.toml", "--out", "out", "--quiet", cwd=tmp_path)
+    assert rc == 0, err
+    assert (tmp_path / "out" / "config.toml").exists()
