@@ -210,3 +210,15 @@ def test_config_files_that_are_empty_or_not_utf8(tmp_path):
     rc, err = gradflow("run", "bom.toml", "--out", "out", "--quiet", cwd=tmp_path)
     assert rc == 0, err
     assert (tmp_path / "out" / "config.toml").exists()
+
+
+def test_demo_into_another_runs_folder_does_not_advise_force(tmp_path):
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "config.toml").write_text('[experiment]\nname = "tiny"\nquick = false\n')
+    before = _tree(out)
+    rc, err = gradflow("demo", "--quick", "--out", out, cwd=tmp_path)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "holds the results of 'tiny'; gradflow demo never replaces" in err
+    assert "--force" not in err
+    assert _tree(out) == before

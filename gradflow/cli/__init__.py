@@ -216,6 +216,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # demo changed between versions); anything else is refused.
     there = results.read_config(out).get("experiment", {})
     force = there.get("name") == "demo" and there.get("quick") == args.quick
+    if there and not force:
+        # sweep.run's refusal advises --force, which demo does not take.
+        size = "a quick demo" if there.get("quick") else "a full demo"
+        what = size if there.get("name") == "demo" else f"{there.get('name')!r}"
+        raise _Failure(
+            f"{out} holds the results of {what}; gradflow demo never replaces "
+            f"another run's results: choose another --out (or delete {out})"
+        )
     sweep.run(config, out, quick=args.quick, progress=_progress(args), force=force)
     _write_report(out, args.quiet)
     return 0
