@@ -270,6 +270,9 @@ def test_ctrl_c_during_compilation_and_between_points(
     done = len(results.read_metrics(tmp_path))
     assert 1 <= done < len(SLOW_GAINS)
     assert len(list((tmp_path / "points").glob("*.npz"))) == done
+    # Not "done" before "interrupted": the progress says where it stopped.
+    assert "done in" not in err, err
+    assert f"tiny: stopped after {done} of {len(SLOW_GAINS)} points" in err
 
     status, err = finish(cli(tmp_path, slow_config))  # resume
     assert status == 0, err

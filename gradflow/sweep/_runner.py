@@ -500,10 +500,12 @@ def _run(
 def _reporting(out, config, reporter, prov, spent, t0, total, remaining):
     """Progress around a run's loop; provenance written however the loop ends."""
     reporter.start(config["experiment"]["name"], total, total - remaining)
+    finished = False
     try:
         yield
+        finished = True
     finally:
-        reporter.close()
+        reporter.close(finished=finished)
         prov["segments"].append(round(time.perf_counter() - t0, 3))
         prov["wall_time_s"] = round(spent + prov["segments"][-1], 3)
         if _is_writer():
