@@ -33,6 +33,7 @@ def test_defaults_resolve_and_names_match_the_packages():
         ({"task": "mnist"}, "task", "one of adding"),
         ({"steps": "100"}, "steps", "an integer >= 1"),
         ({"lrs": [0.1, 0]}, "lrs", "learning rates > 0"),
+        ({"lrs": [0.1, 0.05, 0.1]}, "lrs", "distinct learning rates"),
         ({"seeds": [0, 0]}, "seeds", "distinct"),
         ({"task": "temporal_order", "length": 5}, "length", ">= 10"),
     ],

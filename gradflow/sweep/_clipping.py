@@ -166,6 +166,8 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
     if not lrs or not all(_finite(v) and v > 0 for v in lrs):
         raise _bad(where, "lrs", "a list of learning rates > 0", out["lrs"])
     out["lrs"] = [float(v) for v in lrs]
+    if len(set(out["lrs"])) != len(lrs):  # each would be trained twice
+        raise _bad(where, "lrs", "distinct learning rates", out["lrs"])
     thresholds = out["thresholds"]
     if not isinstance(thresholds, list) or not thresholds:
         raise _bad(where, "thresholds", "a non-empty list", thresholds)
