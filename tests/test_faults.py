@@ -110,6 +110,24 @@ def test_damaged_point_files_are_redone(tmp_path, compiled, reference):
     assert_same_results(tmp_path, reference)
 
 
+def test_point_files_of_the_wrong_shape_are_redone(tmp_path, compiled, reference):
+    """log10_grad_norms (2, 3) where the config makes (2, 6): not drawn, redone."""
+    run_until(tmp_path, compiled, 2)
+    pid = sorted(p.stem for p in (tmp_path / "points").glob("*.npz"))[0]
+    results.save_point(tmp_path, pid, {"log10_grad_norms": np.zeros((2, 3))})
+    seen = []
+    with pytest.warns(UserWarning, match="1 point file.* wrong shape") as caught:
+        sweep.run(
+            tiny(), tmp_path, progress="none", cache=compiled, on_point=seen.append
+        )
+    (message,) = [str(w.message) for w in caught if "wrong shape" in str(w.message)]
+    assert f"{pid} (log10_grad_norms has shape (3,) per seed, expected (6,))" in (
+        message
+    )
+    assert pid in seen and len(seen) == len(reference) - 1
+    assert_same_results(tmp_path, reference)
+
+
 def test_metrics_are_appended_and_the_last_record_wins(tmp_path, compiled):
     run_until(tmp_path, compiled, 2)
     before = (tmp_path / "metrics.jsonl").read_bytes()

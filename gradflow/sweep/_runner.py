@@ -368,6 +368,36 @@ def _platform(devices) -> str:
     return (list(devices) if devices is not None else jax.devices())[0].platform
 
 
+def _wrong_shapes(out: Path, finished: list[Point], shapes) -> set[str]:
+    """Finished points whose arrays have other shapes than this config makes.
+
+    Their files are deleted (by the writer) and they are recomputed, with a
+    warning: a file from another version, or edited, is not drawn as if valid.
+    """
+    wrong = {}
+    for point in finished:
+        try:
+            arrays = results.load_point(out, point.id)
+        except Exception as err:  # deleted by the writer meanwhile, or torn
+            wrong[point.id] = f"does not load: {type(err).__name__}"
+            continue
+        for name, shape in shapes(point).items():
+            got = arrays[name].shape[1:] if name in arrays else None
+            if got != shape:
+                wrong[point.id] = f"{name} has shape {got} per seed, expected {shape}"
+                break
+    if wrong and _is_writer():
+        for pid in wrong:
+            results.point_path(out, pid).unlink(missing_ok=True)
+        shown = "; ".join(f"{k} ({v})" for k, v in list(wrong.items())[:3])
+        warnings.warn(
+            f"{out}: {len(wrong)} point file(s) with arrays of the wrong shape "
+            f"deleted and recomputed: {shown}",
+            stacklevel=4,
+        )
+    return set(wrong)
+
+
 def _finished(out: Path) -> set[str]:
     """Points whose arrays and metrics are both written."""
     with_metrics = {r["id"] for r in results.read_metrics(out)}
@@ -481,6 +511,10 @@ def _run(
         cache,
     )
     run_point = kind.runner(config, ctx)
+    shapes = getattr(run_point, "shapes", None)
+    if shapes is not None and len(todo) < len(points):
+        wrong = _wrong_shapes(out, [p for p in points if p.id in done], shapes)
+        todo = [p for p in points if p.id not in done or p.id in wrong]
     todo = getattr(run_point, "order", list)(todo)
     with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
