@@ -319,7 +319,9 @@ def test_demo_resumes_its_own_folder_and_refuses_others(tmp_path, capsys, monkey
     # ... but a quick demo never replaces a full one, nor anything else.
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 2
-    assert "different config" in capsys.readouterr().err
+    assert "holds the results of a full demo; gradflow demo never replaces" in (
+        capsys.readouterr().err
+    )
     other = tmp_path / "other"
     assert main(["run", str(demo), "--out", str(other), "--quiet"]) == 0
     (other / "config.toml").write_text(TINY)

@@ -170,6 +170,24 @@ def test_damaged_files_are_named(tmp_path, compiled, name, damage, expected):
         assert len(results.read_metrics(tmp_path)) == len(GAINS)
 
 
+def test_a_run_that_computed_nothing_is_replaced_by_the_corrected_config(
+    tmp_path, compiled, reference
+):
+    """An error in the first point left config.toml, axes.json and provenance:
+    fixing the config must not need --force (there is nothing to lose)."""
+    from gradflow.sweep._runner import claim_directory
+
+    failed = tiny(length=7)
+    claim_directory(tmp_path, failed, force=False)  # what the failed run wrote
+    (tmp_path / "axes.json").write_text("{}")
+    (tmp_path / "provenance.json").write_text("{}")
+    sweep.run(tiny(), tmp_path, progress="none", cache=compiled)
+    assert_same_results(tmp_path, reference)
+    # With a point computed, another config is refused as before.
+    with pytest.raises(ValueError, match="different config"):
+        sweep.run(failed, tmp_path, progress="none")
+
+
 def test_wall_time_of_every_segment_is_kept(tmp_path, compiled):
     run_until(tmp_path, compiled, 1)
     first = results.load(tmp_path).provenance

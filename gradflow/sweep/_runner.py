@@ -65,6 +65,17 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _nothing_computed(out: Path) -> bool:
+    """Whether ``out`` holds no point, metric, summary or figure: nothing to lose."""
+    metrics = out / results.METRICS
+    return (
+        not any((out / results.POINTS).glob("*"))
+        and not (metrics.exists() and metrics.stat().st_size)
+        and not (out / results.SUMMARY).exists()
+        and not (out / "figures").exists()
+    )
+
+
 def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> None:
     """Write ``config.toml`` into ``out``, or check that it is the same config.
 
@@ -76,6 +87,9 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
     resolved = tomllib.loads(text)
     cfg_path = out / results.CONFIG
     if cfg_path.exists():
+        # A run that stopped before its first point (an error in it) left a
+        # config and nothing computed: the corrected config just replaces it.
+        force = force or _nothing_computed(out)
         try:
             existing = results.read_config(out)
         except results.DamagedFileError:
