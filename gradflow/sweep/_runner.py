@@ -69,7 +69,9 @@ def _nothing_computed(out: Path) -> bool:
     """Whether ``out`` holds no point, metric, summary or figure: nothing to lose."""
     metrics = out / results.METRICS
     return (
-        not any((out / results.POINTS).glob("*"))
+        # gradflow's own marks: a config.toml alone may be anyone's file
+        ((out / results.AXES).exists() or (out / results.PROVENANCE).exists())
+        and not any((out / results.POINTS).glob("*"))
         and not (metrics.exists() and metrics.stat().st_size)
         and not (out / results.SUMMARY).exists()
         and not (out / "figures").exists()
@@ -87,9 +89,6 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
     resolved = tomllib.loads(text)
     cfg_path = out / results.CONFIG
     if cfg_path.exists():
-        # A run that stopped before its first point (an error in it) left a
-        # config and nothing computed: the corrected config just replaces it.
-        force = force or _nothing_computed(out)
         try:
             existing = results.read_config(out)
         except results.DamagedFileError:
@@ -98,6 +97,9 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
             existing = {}  # replaced below, like any other config's results
         if existing == resolved:
             return
+        # A run that stopped before its first point (an error in it) left its
+        # config and nothing computed: the corrected config just replaces it.
+        force = force or ("experiment" in existing and _nothing_computed(out))
         if not force:
             diffs = _differences(existing, resolved)
             shown = "; ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "")
