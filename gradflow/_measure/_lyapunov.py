@@ -38,7 +38,8 @@ class LyapunovSpectrum(NamedTuple):
             than the dtype resolves) or was floored at the smallest normal
             number. Such an exponent is an upper bound (the true one is lower:
             float32 reads −42.8 for a float64 −46.8); rerun in float64 or
-            read it as a bound.
+            read it as a bound. Also False (and the exponent NaN) where the
+            state or its Jacobian was not finite at an averaged step.
     """
 
     exponents: jax.Array
@@ -187,7 +188,8 @@ def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
             c_t, xw_t = inp
             # the tangent frame moves with the step's Jacobian at the state
             # entering it; the state itself advances in the shared forward scan
-            _, lin = jax.linearize(lambda z: f(z, xw_t), flat(c_t))
+            state = flat(c_t)
+            _, lin = jax.linearize(lambda z: f(z, xw_t), state)
             y = jax.vmap(lin, in_axes=1, out_axes=1)(q)
             q, r = jnp.linalg.qr(y)
             diag = jnp.abs(jnp.diagonal(r))
@@ -195,7 +197,12 @@ def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
             # noise; at or below tiny it was floored: either way not resolved.
             floor = size * jnp.finfo(dtype).eps * jnp.max(diag)
             lost = (diag < floor) | (diag <= jnp.finfo(dtype).tiny)
-            return q, (safe_log(diag), lost)
+            # A state or Jacobian that is not finite has no exponent: NaN, and
+            # unresolved (a NaN-valued step has a zero Jacobian, floored to a
+            # finite log, and NaN compares false with every floor).
+            finite = jnp.all(jnp.isfinite(state)) & jnp.all(jnp.isfinite(y))
+            logs = jnp.where(finite, safe_log(diag), jnp.nan)
+            return q, (logs, lost | ~finite)
 
         fwd = forward_states(cell, params, xs1, carry1, along=(body, frame))
         logs, lost = (a[warmup:] for a in fwd.along[1])

@@ -434,7 +434,7 @@ def recommended(results: Results) -> tuple[str | None, str]:
     """The recommended condition as text (with its lr and stable range) and why."""
     rec = (results.summary or {}).get("recommended")
     if not isinstance(rec, dict):
-        return None, ""
+        return None, str((results.summary or {}).get("nothing_learned") or "")
     text = rec.get("label") or clip_label(rec)
     if s._is_num(rec.get("lr")):
         text += f" at lr {rec['lr']:g}"

@@ -188,6 +188,8 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
     if not lrs or not all(_finite(v) and v > 0 for v in lrs):
         raise _bad(where, "lrs", "a list of learning rates > 0", out["lrs"])
     out["lrs"] = [float(v) for v in lrs]
+    if len(set(out["lrs"])) != len(lrs):  # each would be trained twice
+        raise _bad(where, "lrs", "distinct learning rates", out["lrs"])
     thresholds = out["thresholds"]
     if not isinstance(thresholds, list) or not thresholds:
         raise _bad(where, "thresholds", "a non-empty list", thresholds)
@@ -617,7 +619,8 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         learning rate that never diverged (or ``None``), and a one-sentence
         ``reason``.
         ``chance_loss`` is the task's chance-level loss (from the metrics), or
-        ``None``.
+        ``None``. When every seed of every condition diverged, ``recommended``
+        is ``None`` and ``nothing_learned`` says so.
 
         When the metrics hold ``success`` (studies run since success was
         measured) each entry also has ``success_rate``, ``success_interval``
@@ -688,6 +691,10 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             else _recommend(entries, chance_loss)
         ),
     }
+    if all(e["seeds"] and e["diverged_seeds"] == e["seeds"] for e in entries):
+        # No final loss or accuracy exists to rank by: nothing to recommend.
+        out["recommended"] = None
+        out["nothing_learned"] = NOTHING_LEARNED.format(n=len(entries))
     if learned:
         out["success_criterion"] = SUCCESS_CRITERION
         out["working_region"] = {
@@ -701,6 +708,12 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
     return out
 
+
+#: The summary's ``nothing_learned`` when every seed of every condition diverged.
+NOTHING_LEARNED = (
+    "Nothing learned: every seed of all {n} conditions diverged, so no clipping "
+    "is recommended; try smaller learning rates"
+)
 
 #: A condition "works" (the region drawn in the heat map) from this success rate.
 WORKS = 0.5
