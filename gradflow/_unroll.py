@@ -14,6 +14,7 @@ from jax import lax
 from ._checks import check_int, check_sequence
 from .cells import Cell
 from .cells._cell import check_params
+from .cells._linear import scan_linear
 
 
 def check_cell(cell: Any) -> Cell:
@@ -95,6 +96,11 @@ def unroll(
             or a chunk length. The backward pass then stores ``O(T/k + k)``
             states instead of ``O(T)`` and recomputes the rest.
 
+    A cell linear in its state (``cell.linear``, e.g. :func:`gradflow.cells.lru`)
+    runs as one ``jax.lax.associative_scan`` over time (per chunk with
+    ``remat``); ``cell._replace(linear=None)`` steps it sequentially instead
+    (the same numbers to rounding).
+
     Returns:
         ``(carry_T, hs)`` with ``hs (T, *batch, hidden_size)``.
 
@@ -129,6 +135,8 @@ def chunk_length(remat: bool | int, steps: int) -> int:
 
 
 def _scan(cell: Cell, params, xs, carry):
+    if cell.linear is not None:
+        return scan_linear(cell.linear, params, carry, cell.project(params, xs))
     if cell.sequence is not None:
         # the cell's fused recurrence: its backward pass keeps the weight
         # gradient out of the reverse loop (see gradflow/cells/_fused.py)
@@ -155,6 +163,8 @@ def _scan_remat(cell: Cell, params, xs, carry, chunk: int):
 
     @jax.checkpoint
     def run(c, block):
+        if cell.linear is not None:
+            return scan_linear(cell.linear, params, c, cell.project(params, block))
         return lax.scan(
             lambda c, xw: cell.recur(params, c, xw), c, cell.project(params, block)
         )

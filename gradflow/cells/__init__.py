@@ -16,6 +16,7 @@ from ._init import (
     torch_uniform,
     zeros,
 )
+from ._linear import LinearScan, affine_combine, affine_elements
 from ._lstm import LSTMCarry, lstm
 from ._rnn import RNNCarry, rnn
 from ._stack import stack
@@ -40,7 +41,10 @@ __all__ = [
     "GRUCarry",
     "Initializer",
     "LSTMCarry",
+    "LinearScan",
     "RNNCarry",
+    "affine_combine",
+    "affine_elements",
     "custom",
     "gaussian",
     "gru",
