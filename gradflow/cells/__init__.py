@@ -18,6 +18,7 @@ from ._init import (
 )
 from ._linear import LinearScan, affine_combine, affine_elements
 from ._lstm import LSTMCarry, lstm
+from ._mlstm import MLSTMCarry, mlstm
 from ._rnn import RNNCarry, rnn
 from ._stack import stack
 
@@ -42,6 +43,7 @@ __all__ = [
     "Initializer",
     "LSTMCarry",
     "LinearScan",
+    "MLSTMCarry",
     "RNNCarry",
     "affine_combine",
     "affine_elements",
@@ -53,6 +55,7 @@ __all__ = [
     "layer_output_leaves",
     "lstm",
     "make",
+    "mlstm",
     "orthogonal",
     "output_leaf",
     "register_cell",
