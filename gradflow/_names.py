@@ -46,7 +46,14 @@ CELLS: dict[str, CellKind] = {
     "rnn": CellKind("gradflow.cells._rnn:rnn", 1, 1, ("activation",), "RNN"),
     "lstm": CellKind("gradflow.cells._lstm:lstm", 2, 4, ("forget_bias",), "LSTM"),
     "gru": CellKind("gradflow.cells._gru:gru", 1, 3, (), "GRU"),
+    # its flattened carry is N²/H + N + H entries (H heads), never below N
+    "mlstm": CellKind("gradflow.cells._mlstm:mlstm", 1, 1, ("heads",)),
 }
+
+#: Cell kinds whose params have no ``W_hh``: a sweep's ``gain`` (which scales
+#: it) and the measurements that read it (``param_grad_by_step``'s share of
+#: ``W_hh``, the Pascanu bound) do not apply to them.
+NO_W_HH = ("mlstm",)
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is
 #: the scale of ``W_hh`` for every one of them: ``W_hh = gain * init(gain=1)``.

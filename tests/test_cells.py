@@ -128,7 +128,7 @@ def test_activations():
 def test_make_by_name():
     assert gf.cells.make("gru", 4).kind == "gru"
     assert gf.cells.make("rnn", 4, activation="relu").kind == "rnn"
-    assert gf.cells.CELL_KINDS == ("rnn", "lstm", "gru")
+    assert gf.cells.CELL_KINDS == ("rnn", "lstm", "gru", "mlstm")
 
 
 # --- bad input: a ValueError/TypeError naming the argument, before tracing ---

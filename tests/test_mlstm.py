@@ -281,3 +281,53 @@ def test_init_follows_xlstm():
     assert p["W_q"].shape == (8, 5) and p["b_i"].shape == (4,)
     carry = cell.initial_carry((3,))
     assert carry.C.shape == (3, 4, 2, 2) and carry.m.shape == (3, 4)
+
+
+def test_sweep_by_name_closed_form(tmp_path):
+    """``[grid] cell = "mlstm"``: at init (W_f = 0, b_f from 3 to 6) the carry's
+    Jacobian norm over ``T − t`` steps is ``σ(6)^(T−t)``."""
+    from gradflow import results, sweep
+
+    steps = 6
+    cfg = sweep.validate(
+        {
+            "experiment": {"quick": True},
+            "grid": {"cell": "mlstm", "hidden_size": 8, "length": steps, "seeds": 2},
+            "cell": {"heads": 2},
+            "measure": {"jacobian_norms": True},
+        }
+    )
+    sweep.run(cfg, tmp_path, progress="none")
+    res = results.load(tmp_path)
+    (rec,) = res.records
+    arrays = res.arrays(rec["id"])
+    log_f = -np.log1p(np.exp(-6.0))
+    want = np.arange(steps, 0, -1) * log_f / np.log(10.0)
+    # float32 holds σ(6) = 0.9975 to 6e-8, log σ(6) to 2.4e-5 relative
+    np.testing.assert_allclose(
+        arrays["jacobian_log10_norms"], np.broadcast_to(want, (2, steps)), rtol=1e-4
+    )
+    assert gf.cells.make("mlstm", 8, heads=2).kind == "mlstm"
+
+
+@pytest.mark.parametrize(
+    ("grid", "measure", "match"),
+    [
+        ({"gain": [1.0, 2.0]}, {"jacobian_norms": True}, r"gain scales"),
+        ({}, {"param_grad_by_step": True}, r"param_grad_by_step records"),
+    ],
+)
+def test_sweep_refuses_w_hh_options(grid, measure, match):
+    from gradflow import sweep
+
+    with pytest.raises(ValueError, match=match):
+        sweep.validate(
+            {
+                "grid": {"cell": "mlstm", "hidden_size": 8, **grid},
+                "measure": measure,
+            }
+        )
+    with pytest.raises(ValueError, match=r"\[cell\] heads"):
+        sweep.validate({"grid": {"cell": "mlstm"}, "cell": {"heads": 0}})
+    with pytest.raises(ValueError, match="recurrent_init must be 'torch'"):
+        gf.cells.mlstm(8, heads=2, recurrent_init="orthogonal")

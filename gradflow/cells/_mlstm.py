@@ -50,7 +50,15 @@ class MLSTMCarry(NamedTuple):
     m: jax.Array
 
 
-def mlstm(hidden_size: int, *, heads: int = 4, eps: float = 1e-6) -> Cell:
+def mlstm(
+    hidden_size: int,
+    *,
+    heads: int = 4,
+    eps: float = 1e-6,
+    recurrent_init: str = "torch",
+    input_init: str = "torch",
+    bias_init: str = "torch",
+) -> Cell:
     """xLSTM's mLSTM cell (matrix memory, exponential input gate, stabiliser).
 
     Per head ``j`` of width ``d = hidden_size / heads`` and step ``t``::
@@ -95,6 +103,10 @@ def mlstm(hidden_size: int, *, heads: int = 4, eps: float = 1e-6) -> Cell:
         hidden_size: ``N``, the width of ``h`` (all heads together).
         heads: ``H``; must divide ``hidden_size``.
         eps: the denominator's guard (the reference's ``1e-6``).
+        recurrent_init, input_init, bias_init: only ``"torch"``, meaning the
+            reference's init below (taken so that a config's ``[grid] cell =
+            "mlstm"`` builds it like the other kinds; the mLSTM has no
+            ``W_hh`` for another init or a ``gain`` to act on).
 
     Returns:
         A :class:`Cell` of kind ``"mlstm"``. Its params are a dict:
@@ -118,6 +130,16 @@ def mlstm(hidden_size: int, *, heads: int = 4, eps: float = 1e-6) -> Cell:
     if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"eps must be a float >= 0, got {eps!r}")
     eps = float(eps)
+    for name, value in (
+        ("recurrent_init", recurrent_init),
+        ("input_init", input_init),
+        ("bias_init", bias_init),
+    ):
+        if value != "torch":
+            raise ValueError(
+                f"{name} must be 'torch' for an mlstm cell (the xlstm package's "
+                f"init; it has no W_hh for another), got {value!r}"
+            )
     d = n // heads
 
     def init(key: jax.Array, input_size: int, dtype=jnp.float32) -> dict:

@@ -299,6 +299,10 @@ def _cell(where: str, raw: Any, cells: list[str]) -> dict[str, Any]:
         if not _is_real(fb) or not math.isfinite(fb):
             raise _fail(where, "[cell] forget_bias", "a finite number (LSTM only)", fb)
         out["forget_bias"] = float(fb)
+    if "heads" in out:
+        h = out["heads"]
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise _fail(where, "[cell] heads", "an int >= 1 (mLSTM only)", h)
     for key in table:
         takers = [c for c in cells if key in _names.cell_kind(c).options]
         if key not in CELL_DEFAULTS and not takers:
@@ -442,6 +446,7 @@ def validate_measure(
         ),
     }
     _check_lengths(where, grid, out["measure"])
+    _check_w_hh(where, grid, out["measure"])
     if "quick" in raw:
         quick = _quick_section(where, raw["quick"])
         # The overrides must themselves be valid grid values; kept resolved.
@@ -449,6 +454,27 @@ def validate_measure(
         _check_lengths(where, merged, out["measure"], "[quick] length")
         out["quick"] = {k: merged[k] for k in quick}
     return out
+
+
+def _check_w_hh(
+    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any]
+) -> None:
+    """A cell kind without ``W_hh`` takes no gain and no W_hh measurement."""
+    kinds = [c for c in grid["cell"] if c in _names.NO_W_HH]
+    if not kinds:
+        return
+    gains = [g for g in grid["gain"] if g != 1.0]
+    if gains:
+        raise ConfigError(
+            f"{where}: [grid] gain scales params['W_hh'], and {kinds[0]} cells "
+            f"have none; use gain = [1.0] (got {grid['gain']})"
+        )
+    if "param_grad_by_step" in measure:
+        raise ConfigError(
+            f"{where}: [measure] param_grad_by_step records the share of "
+            f"params['W_hh'], and {kinds[0]} cells have none; measure them "
+            "without it (gf.param_grad_by_step itself works on any cell)"
+        )
 
 
 def _check_lengths(

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import gradflow as gf
+from gradflow import _names
 from gradflow._measure._fixed import eigenvalues_at, visited_states
 
 from ._user_cells import has_w_hh
@@ -104,6 +105,8 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
 
 def bound(ctx: PointContext, params, xs, u):
     cell = ctx.cell
+    if any(c.kind in _names.NO_W_HH for c in (cell, *cell.layers)):
+        return {}, {}  # no W_hh, no bound to state
     if cell.kind == "custom" or any(c.kind == "custom" for c in cell.layers):
         # A user's cell: the theorem is the tanh RNN's; only sigma_max of a
         # W_hh it names means something here.
