@@ -62,12 +62,12 @@ def measures(cell, params, xs):
     forward = jax.jit(lambda p: forward_states(cell, p, xs, carry).hs)
     return {
         "forward_states": lambda: forward(params),
-        "hidden_grad_norms": lambda: gf.hidden_grad_norms(
-            cell, params, xs, loss, log10=True
-        ).log10_norms,
-        "lyapunov_spectrum(k=16)": lambda: gf.lyapunov_spectrum(
-            cell, params, xs, k=16
-        ).exponents,
+        "hidden_grad_norms": lambda: (
+            gf.hidden_grad_norms(cell, params, xs, loss, log10=True).log10_norms
+        ),
+        "lyapunov_spectrum(k=16)": lambda: (
+            gf.lyapunov_spectrum(cell, params, xs, k=16).exponents
+        ),
     }
 
 
