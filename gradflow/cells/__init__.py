@@ -17,8 +17,11 @@ from ._init import (
     zeros,
 )
 from ._linear import LinearScan, affine_combine, affine_elements
+from ._lru import LRUCarry, lru
 from ._lstm import LSTMCarry, lstm
+from ._min import MinGRUCarry, MinLSTMCarry, min_gru, min_lstm
 from ._rnn import RNNCarry, rnn
+from ._ssm import SSMCarry, selective_ssm
 from ._stack import stack
 
 #: The built-in cell kinds (the registry, ``gradflow._names.CELLS``, may hold more).
@@ -40,9 +43,13 @@ __all__ = [
     "CellKind",
     "GRUCarry",
     "Initializer",
+    "LRUCarry",
     "LSTMCarry",
     "LinearScan",
+    "MinGRUCarry",
+    "MinLSTMCarry",
     "RNNCarry",
+    "SSMCarry",
     "affine_combine",
     "affine_elements",
     "custom",
@@ -51,12 +58,16 @@ __all__ = [
     "identity",
     "initializer",
     "layer_output_leaves",
+    "lru",
     "lstm",
     "make",
+    "min_gru",
+    "min_lstm",
     "orthogonal",
     "output_leaf",
     "register_cell",
     "rnn",
+    "selective_ssm",
     "sparse",
     "stack",
     "torch_uniform",

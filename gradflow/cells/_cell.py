@@ -160,7 +160,16 @@ def zero_carry(carry_type: type, fields: int, hidden_size: int) -> Callable:
 
 # Cells whose init builds exactly the params their step reads (a custom cell's
 # params are whatever its step takes, so it is not checked here).
-_CHECKED_KINDS = ("rnn", "lstm", "gru", "stack")
+_CHECKED_KINDS = (
+    "rnn",
+    "lstm",
+    "gru",
+    "stack",
+    "lru",
+    "min_gru",
+    "min_lstm",
+    "selective_ssm",
+)
 
 
 def check_params(cell: Cell, params: Params, input_size: int | None) -> None:
