@@ -46,6 +46,15 @@ CELLS: dict[str, CellKind] = {
     "rnn": CellKind("gradflow.cells._rnn:rnn", 1, 1, ("activation",), "RNN"),
     "lstm": CellKind("gradflow.cells._lstm:lstm", 2, 4, ("forget_bias",), "LSTM"),
     "gru": CellKind("gradflow.cells._gru:gru", 1, 3, (), "GRU"),
+    # linear in their state (no W_hh); state_multiplier at the default options
+    "lru": CellKind(
+        "gradflow.cells._lru:lru", 2, 1, ("state_size", "r_min", "r_max", "max_phase")
+    ),
+    "min_gru": CellKind("gradflow.cells._min:min_gru", 1, 2, ("candidate",)),
+    "min_lstm": CellKind("gradflow.cells._min:min_lstm", 1, 3, ("candidate",)),
+    "selective_ssm": CellKind(
+        "gradflow.cells._ssm:selective_ssm", 16, 1, ("state_size",)
+    ),
 }
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is

@@ -103,8 +103,10 @@ def lru(
     def project(params, x):
         # γ ⊙ (B x) as its real and imaginary parts, then x itself (for D ⊙ x)
         gamma = jnp.exp(params["gamma_log"])
-        bre = jnp.einsum("...i,si->...s", x, params["B_re"]) * gamma
-        bim = jnp.einsum("...i,si->...s", x, params["B_im"]) * gamma
+        bre = jnp.einsum("...i,si->...s", x, params["B_re"])
+        bim = jnp.einsum("...i,si->...s", x, params["B_im"])
+        gamma = jnp.broadcast_to(gamma, bre.shape)
+        bre, bim = bre * gamma, bim * gamma
         return jnp.concatenate([bre, bim, x], axis=-1)
 
     def lam(params):
@@ -119,7 +121,7 @@ def lru(
         return y + x * jnp.broadcast_to(params["D"], x.shape)
 
     def recur(params, carry, xw):
-        lr, li = lam(params)
+        lr, li = (jnp.broadcast_to(v, carry.re.shape) for v in lam(params))
         re = lr * carry.re - li * carry.im + xw[..., :s]
         im = lr * carry.im + li * carry.re + xw[..., s : 2 * s]
         return LRUCarry(re, im), readout(params, re, im, xw)

@@ -87,7 +87,11 @@ def selective_ssm(hidden_size: int, *, state_size: int = 16) -> Cell:
 
     def log_decay(params, delta):
         # Δ_t A: (..., H, N)
-        return -delta[..., :, None] * jnp.exp(params["A_log"])
+        d = delta[..., :, None]
+        a = jnp.exp(params["A_log"])
+        return -jnp.broadcast_to(d, (*d.shape[:-1], n)) * jnp.broadcast_to(
+            a, (*d.shape[:-2], h, n)
+        )
 
     def coefficients(params, xw):
         delta, b, _, x = split(xw)
