@@ -223,7 +223,7 @@ def _diagonal_scan(cell, params, xs, k, chunk):
         total, comp = state
         gains = cell.linear.log_gains(params, cell.project(params, xs_b))
         sums = lax.cumsum(gains.astype(xs.dtype), axis=0, reverse=True)
-        out = reduce(sums + (total + comp))
+        out = reduce(sums + jnp.broadcast_to(total + comp, sums.shape))
         part = sums[0]
         new = total + part
         # Neumaier: the low bits lost in total + part
