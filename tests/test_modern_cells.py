@@ -202,6 +202,11 @@ def test_registered_by_name():
         (lambda: gf.cells.selective_ssm(4, state_size=0), "state_size must be"),
         (lambda: gf.cells.min_gru(0), "hidden_size must be an int >= 1"),
         (lambda: gf.cells.min_lstm(4, candidate="h"), "candidate must be one of"),
+        (lambda: gf.cells.lru(4, gain=2.0), "gain must be 1.0 for a lru cell"),
+        (
+            lambda: gf.cells.selective_ssm(4, recurrent_init="orthogonal"),
+            "recurrent_init must be 'torch' for a selective_ssm",
+        ),
     ],
 )
 def test_bad_options(build, match):

@@ -16,7 +16,7 @@ from jax import lax
 
 from .._checks import check_float, check_int, check_key
 from ._cell import Cell
-from ._linear import LinearScan, affine_elements, check_real_dtype
+from ._linear import LinearScan, affine_elements, check_real_dtype, check_shared_options
 
 
 class LRUCarry(NamedTuple):
@@ -33,6 +33,10 @@ def lru(
     r_min: float = 0.0,
     r_max: float = 1.0,
     max_phase: float = 2 * math.pi,
+    recurrent_init: str = "torch",
+    input_init: str = "torch",
+    bias_init: str = "torch",
+    gain: float = 1.0,
 ) -> Cell:
     """The LRU layer: width ``H`` in and out, a complex diagonal state of size ``S``.
 
@@ -58,12 +62,21 @@ def lru(
         r_min: the smallest ``|λ|`` at init, ``0 ≤ r_min < r_max``.
         r_max: the largest ``|λ|`` at init, at most 1.
         max_phase: the largest phase at init, ``> 0``.
+        recurrent_init, input_init, bias_init, gain: the options every cell
+            builder takes; only their defaults (the LRU has no ``W_hh``).
 
     Example:
         >>> cell = gf.cells.lru(64, r_min=0.9, r_max=0.999)
         >>> params = cell.init(jax.random.key(0), input_size=64)
     """
     h = check_int("hidden_size", hidden_size)
+    check_shared_options(
+        "lru",
+        recurrent_init=recurrent_init,
+        input_init=input_init,
+        bias_init=bias_init,
+        gain=gain,
+    )
     s = h if state_size is None else check_int("state_size", state_size)
     r_min = check_float("r_min", r_min, minimum=0.0)
     r_max = check_float("r_max", r_max)

@@ -13,7 +13,13 @@ import jax.numpy as jnp
 
 from .._checks import check_choice, check_int, check_key
 from ._cell import Cell, affine
-from ._linear import LinearScan, affine_elements, check_real_dtype, uniform
+from ._linear import (
+    LinearScan,
+    affine_elements,
+    check_real_dtype,
+    check_shared_options,
+    uniform,
+)
 
 CANDIDATES = ("linear", "g")
 
@@ -31,7 +37,15 @@ def _g(x: jax.Array) -> jax.Array:
     return jnp.where(x >= 0, x + 0.5, jax.nn.sigmoid(x))
 
 
-def min_gru(hidden_size: int, *, candidate: str = "linear") -> Cell:
+def min_gru(
+    hidden_size: int,
+    *,
+    candidate: str = "linear",
+    recurrent_init: str = "torch",
+    input_init: str = "torch",
+    bias_init: str = "torch",
+    gain: float = 1.0,
+) -> Cell:
     """minGRU: ``z_t = σ(W_z x_t + b_z)``, ``h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t``.
 
     ``h̃_t = W_h x_t + b_h`` (the paper's sequential mode). Params
@@ -47,8 +61,17 @@ def min_gru(hidden_size: int, *, candidate: str = "linear") -> Cell:
             otherwise, which keeps the states positive for its log-space
             parallel mode (what ``minGRU-pytorch`` computes, there with no
             biases and ``[W_h; W_z]`` in one ``Linear``).
+        recurrent_init, input_init, bias_init, gain: the options every cell
+            builder takes; only their defaults (no ``W_hh``).
     """
     n = check_int("hidden_size", hidden_size)
+    check_shared_options(
+        "min_gru",
+        recurrent_init=recurrent_init,
+        input_init=input_init,
+        bias_init=bias_init,
+        gain=gain,
+    )
     cand = _g if check_choice("candidate", candidate, CANDIDATES) == "g" else None
 
     def init(key, input_size, dtype=jnp.float32):
@@ -84,7 +107,15 @@ def min_gru(hidden_size: int, *, candidate: str = "linear") -> Cell:
     )
 
 
-def min_lstm(hidden_size: int, *, candidate: str = "linear") -> Cell:
+def min_lstm(
+    hidden_size: int,
+    *,
+    candidate: str = "linear",
+    recurrent_init: str = "torch",
+    input_init: str = "torch",
+    bias_init: str = "torch",
+    gain: float = 1.0,
+) -> Cell:
     """minLSTM: ``h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t`` with normalised gates.
 
     ``f_t = σ(W_f x_t + b_f)``, ``i_t = σ(W_i x_t + b_i)``, ``f'_t = f_t /
@@ -95,6 +126,13 @@ def min_lstm(hidden_size: int, *, candidate: str = "linear") -> Cell:
     ``[W_h; W_f; W_i]`` in one bias-free ``Linear``).
     """
     n = check_int("hidden_size", hidden_size)
+    check_shared_options(
+        "min_lstm",
+        recurrent_init=recurrent_init,
+        input_init=input_init,
+        bias_init=bias_init,
+        gain=gain,
+    )
     cand = _g if check_choice("candidate", candidate, CANDIDATES) == "g" else None
 
     def init(key, input_size, dtype=jnp.float32):

@@ -14,7 +14,13 @@ import jax.numpy as jnp
 
 from .._checks import check_int, check_key
 from ._cell import Cell
-from ._linear import LinearScan, affine_elements, check_real_dtype, uniform
+from ._linear import (
+    LinearScan,
+    affine_elements,
+    check_real_dtype,
+    check_shared_options,
+    uniform,
+)
 
 # Mamba's range of initial step sizes Δ (log-uniform)
 DT_MIN, DT_MAX = 1e-3, 1e-1
@@ -26,7 +32,15 @@ class SSMCarry(NamedTuple):
     h: jax.Array
 
 
-def selective_ssm(hidden_size: int, *, state_size: int = 16) -> Cell:
+def selective_ssm(
+    hidden_size: int,
+    *,
+    state_size: int = 16,
+    recurrent_init: str = "torch",
+    input_init: str = "torch",
+    bias_init: str = "torch",
+    gain: float = 1.0,
+) -> Cell:
     """The S6 recurrence of Mamba: input-dependent ``Δ_t``, ``B_t``, ``C_t``.
 
     ``Δ_t = softplus(W_delta x_t + b_delta)``, ``B_t = W_B x_t``,
@@ -47,8 +61,17 @@ def selective_ssm(hidden_size: int, *, state_size: int = 16) -> Cell:
     Args:
         hidden_size: ``H``, the channels in and out.
         state_size: ``N``, the state per channel (Mamba's ``d_state``).
+        recurrent_init, input_init, bias_init, gain: the options every cell
+            builder takes; only their defaults (no ``W_hh``).
     """
     h = check_int("hidden_size", hidden_size)
+    check_shared_options(
+        "selective_ssm",
+        recurrent_init=recurrent_init,
+        input_init=input_init,
+        bias_init=bias_init,
+        gain=gain,
+    )
     n = check_int("state_size", state_size)
 
     def init(key, input_size, dtype=jnp.float32):
