@@ -12,9 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._checks import check_int, check_sequence
-from .cells import Cell
-from .cells._cell import check_params
-from .cells._linear import scan_linear
+from .cells import Cell, check_params, scan_linear
 
 
 def check_cell(cell: Any) -> Cell:
