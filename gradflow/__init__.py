@@ -7,26 +7,9 @@ figures (``gradflow.plots``, ``gradflow report``) never imports jax.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-# The distribution is "gradflow-jax" (the index's "gradflow" is another project);
-# its version is written once, in pyproject.toml.
-_DISTRIBUTION = "gradflow-jax"
-
-
-def _version() -> str:
-    # Only our own distribution's metadata: a stale install of the old
-    # "gradflow" 0.1.0 in the same environment once made provenance.json record
-    # 0.1.0 for this code.
-    try:
-        return importlib.metadata.version(_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        # a source tree on sys.path that was never installed: unknown, not a guess
-        return "0+unknown"
-
-
-__version__ = _version()
+from gradflow._version import __version__
 
 if TYPE_CHECKING:  # what the lazy loader below gives, for type checkers and IDEs
     from gradflow import cells, cli, models, plots, report, results, sweep, tasks, train

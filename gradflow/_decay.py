@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+#: ``ln 10``: a log10 norm times this is a natural log.
+LN10 = math.log(10.0)
+
 
 def fit_line(xp: Any, logs: Any, dist: Any) -> tuple[Any, Any, Any, Any]:
     """Fit ``logs ≈ intercept − rate · dist`` along axis 0, finite points only.

@@ -2,18 +2,20 @@
 
 Every list of names in gradflow is read from here, so a config file, the cells,
 the sweep and the training loop can never disagree about what ``"lstm"`` or
-``"adam"`` means. This module imports neither jax nor matplotlib: checking a
-config reads it in a process that never computes. Builders are named by
-``"module:function"`` strings and imported on first use (:func:`resolve`).
+``"adam"`` means. This module is data only: it imports neither jax nor
+matplotlib (checking a config reads it in a process that never computes) and
+names no module above it. The functions behind the names live with their
+layer: cell builders in ``gradflow.cells`` (``BUILDERS``), task builders in
+``gradflow.tasks``.
 
-Adding a cell kind is one module (its builder) and one entry in :data:`CELLS`
-(or a call of :func:`register_cell`); see ``docs/extending.md``.
+Adding a cell kind is one module (its builder), one entry in :data:`CELLS` and
+one in ``gradflow.cells.BUILDERS`` (or one call of
+``gradflow.cells.register_cell``); see ``docs/extending.md``.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 
@@ -21,9 +23,6 @@ class CellKind(NamedTuple):
     """What the experiment layer needs to know about one kind of cell.
 
     Attributes:
-        builder: ``"module:function"`` (or the function itself) of the builder,
-            ``builder(hidden_size, *, recurrent_init, input_init, bias_init,
-            **options) -> Cell``.
         state_multiplier: the flattened carry has ``state_multiplier *
             hidden_size`` entries (an LSTM carries ``h`` and ``c``: 2).
         gates: gate blocks stacked in ``W_ih``/``W_hh`` in PyTorch's layout
@@ -32,28 +31,32 @@ class CellKind(NamedTuple):
             takes beyond the shared ones (``activation``, ``forget_bias``).
         torch_name: the ``torch.nn`` class with the same weights (``"LSTM"``),
             or ``None``.
+        width_bound: its inputs must be ``hidden_size`` wide (a layer that
+            maps width H to H: the LRU, the selective SSM).
     """
 
-    builder: str | Callable[..., Any]
     state_multiplier: int = 1
     gates: int = 1
     options: tuple[str, ...] = ()
     torch_name: str | None = None
+    width_bound: bool = False
 
 
 #: Cell kinds by the name a config file uses.
 CELLS: dict[str, CellKind] = {
-    "rnn": CellKind("gradflow.cells._rnn:rnn", 1, 1, ("activation",), "RNN"),
-    "lstm": CellKind("gradflow.cells._lstm:lstm", 2, 4, ("forget_bias",), "LSTM"),
-    "gru": CellKind("gradflow.cells._gru:gru", 1, 3, (), "GRU"),
-    # its flattened carry is N²/H + N + H entries (H heads), never below N
-    "mlstm": CellKind("gradflow.cells._mlstm:mlstm", 1, 1, ("heads",)),
+    "rnn": CellKind(1, 1, ("activation",), "RNN"),
+    "lstm": CellKind(2, 4, ("forget_bias",), "LSTM"),
+    "gru": CellKind(1, 3, (), "GRU"),
+    # Linear in their state: no W_hh (0 gate blocks); state_multiplier holds
+    # at their default state_size.
+    "lru": CellKind(2, 0, ("state_size", "r_min", "r_max", "max_phase"), None, True),
+    "min_gru": CellKind(1, 0, ("candidate",)),
+    "min_lstm": CellKind(1, 0, ("candidate",)),
+    "selective_ssm": CellKind(16, 0, ("state_size",), None, True),
+    # no W_hh either; its carry is N²/H + N + H entries (H heads): 1 * N is a
+    # lower bound, which is what the config's check of a measurement's k needs
+    "mlstm": CellKind(1, 0, ("heads",)),
 }
-
-#: Cell kinds whose params have no ``W_hh``: a sweep's ``gain`` (which scales
-#: it) and the measurements that read it (``param_grad_by_step``'s share of
-#: ``W_hh``, the Pascanu bound) do not apply to them.
-NO_W_HH = ("mlstm",)
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is
 #: the scale of ``W_hh`` for every one of them: ``W_hh = gain * init(gain=1)``.
@@ -69,23 +72,27 @@ class TaskKind(NamedTuple):
     """A synthetic task.
 
     Attributes:
-        builder: ``"module:function"``, ``builder(length, **options) -> Task``.
         min_length: the shortest sequence the task is defined for.
         as_input: whether a measurement sweep may use its inputs as the
             ``input`` axis (real-valued inputs; not token ids).
     """
 
-    builder: str | Callable[..., Any]
     min_length: int = 1
     as_input: bool = True
 
 
 TASKS: dict[str, TaskKind] = {
-    "adding": TaskKind("gradflow.tasks._generators:adding", 4),
-    "copy": TaskKind("gradflow.tasks._generators:copy", 1),
-    "temporal_order": TaskKind("gradflow.tasks._generators:temporal_order", 10),
-    "sentiment": TaskKind("gradflow.tasks._generators:sentiment", 2, False),
+    "adding": TaskKind(4),
+    "copy": TaskKind(1),
+    "temporal_order": TaskKind(10),
+    "sentiment": TaskKind(2, False),
 }
+
+
+def task_inputs() -> tuple[str, ...]:
+    """Tasks whose inputs a ``measure`` sweep may use as its ``input`` axis."""
+    return tuple(k for k, v in TASKS.items() if v.as_input)
+
 
 #: Optimisers: name -> (``optax`` function, its keyword arguments besides the
 #: learning rate).
@@ -110,17 +117,6 @@ CLIPS: dict[str, str | None] = {
     "autoclip": "percentile",
     "zclip": "zscore",
 }
-#: Clip kinds that take a numeric threshold.
-THRESHOLD_CLIPS = tuple(k for k, v in CLIPS.items() if v == "threshold")
-
-
-def state_size(kind: str, hidden_size: int) -> int:
-    """The size of a cell's flattened carry (an LSTM carries ``h`` and ``c``).
-
-    Raises:
-        ValueError: ``kind`` is not a registered cell kind.
-    """
-    return _get("cell kind", CELLS, kind).state_multiplier * hidden_size
 
 
 def is_factory(name: Any) -> bool:
@@ -134,39 +130,33 @@ def is_factory(name: Any) -> bool:
 def cell_kind(name: str) -> CellKind:
     """The registry's entry for ``name``; for a factory name, what is known before
     it is built (no options, no PyTorch twin; its state size comes from the built
-    cell, ``gradflow.sweep._user_cells``).
+    cell).
 
     Raises:
         ValueError: ``name`` is neither registered nor ``"module:function"``.
     """
     if is_factory(name):
-        return CellKind(name)
-    return _get("cell kind", CELLS, name)
+        return CellKind()
+    return lookup("cell kind", CELLS, name)
 
 
-def resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
-    """A builder from its ``"module:function"`` name (a callable passes through)."""
-    if callable(target):
-        return target
-    if not isinstance(target, str) or ":" not in target:
-        raise TypeError(
-            f"target must be a callable or a 'module:function' string, got {target!r}"
-        )
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def register_cell(name: str, kind: CellKind) -> None:
-    """Add a cell kind (for a cell defined outside gradflow); see docs/extending.md.
+def register_cell_kind(name: str, kind: CellKind) -> None:
+    """Add a cell kind's entry (``gradflow.cells.register_cell`` adds its builder too).
 
     Raises:
         ValueError: ``name`` is already registered or not an identifier.
         TypeError: ``kind`` is not a :class:`CellKind`.
     """
-    _register("cell kind", CELLS, name, kind, CellKind)
+    register("cell kind", CELLS, name, kind, CellKind)
 
 
-def _register(what: str, table: dict, name: str, entry: Any, cls: type) -> None:
+def register(what: str, table: dict, name: str, entry: Any, cls: type) -> None:
+    """``table[name] = entry``, refusing a taken or non-identifier name or a wrong type.
+
+    Raises:
+        ValueError: ``name`` is already in ``table`` or not an identifier.
+        TypeError: ``entry`` is not a ``cls``.
+    """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"{what} name must be an identifier string, got {name!r}")
     if name in table:
@@ -178,7 +168,8 @@ def _register(what: str, table: dict, name: str, entry: Any, cls: type) -> None:
     table[name] = entry
 
 
-def _get(what: str, table: Mapping[str, Any], name: Any) -> Any:
+def lookup(what: str, table: Mapping[str, Any], name: Any) -> Any:
+    """``table[name]``; a ``ValueError`` naming ``what`` and the choices if absent."""
     if not isinstance(name, str) or name not in table:
         raise ValueError(f"{what} must be one of {tuple(table)}, got {name!r}")
     return table[name]

@@ -2,39 +2,44 @@
 
 A :class:`Measurement` says everything the experiment layer needs about one
 measurement a ``[measure]`` section may switch on: its options and defaults,
-the arrays it writes with their named axes (``axes.json``), its metrics (with
-the report's column header), how its seeds batch on CPU, and its figures (a
-drawing function of a results directory and a caption). The config validator,
-the sweep's point function, the report and ``docs/results-format.md`` all read
-this table; nothing else lists measurement names.
+the rules a config must meet to use it (the losses it accepts, the shortest
+sequence, whether it needs a ``W_hh``), the arrays it writes with their named
+axes (``axes.json``), its metrics (with the report's column header), how its
+seeds batch on CPU, and its figures with their captions. The config validator,
+the sweep, the report and ``docs/results-format.md`` all read this table;
+nothing else lists measurement names.
 
-Functions are named by ``"module:function"`` strings (or given as callables)
-and imported on first use, so this module imports neither jax nor matplotlib:
-checking a config stays a jax-free, matplotlib-free process.
+Data only: this module imports neither jax nor matplotlib (checking a config
+stays a jax-free, matplotlib-free process) and names no module above it. The
+function behind each measurement is in ``gradflow.sweep`` (``MEASUREMENTS``,
+name -> function) and the drawing function behind each figure in
+``gradflow.report`` (``FIGURES``); tests/test_names.py checks that both cover
+every spec.
 
-Adding a measurement is one entry here (or :func:`register_measurement`), its
-function, and its plot; see ``docs/extending.md``.
+Adding a measurement is one entry here, its function and its figure; see
+``docs/extending.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from gradflow._names import _register
+from gradflow._names import register
+
+#: The losses of a measure sweep's gradient measurements, ``loss(hs)`` of the
+#: states ``hs (T, N)`` and a unit readout ``u``: ``u · h_T``, ``|h_T|² / 2``,
+#: ``Σ_t u · h_t``.
+LOSSES = ("last_linear", "last_square", "sum_linear")
 
 
 class Figure(NamedTuple):
-    """A figure the report can draw.
+    """A figure the report can draw (its drawing function: ``gradflow.report``).
 
     Attributes:
-        draw: ``"module:function"`` (or the function), ``draw(results) ->
-            matplotlib Figure | None`` (``None``: the results hold no data for
-            it). ``results`` is a :class:`gradflow.results.Results`.
         caption: one sentence for the report: what to look at.
     """
 
-    draw: str | Callable[..., Any]
     caption: str
 
 
@@ -42,13 +47,6 @@ class Measurement(NamedTuple):
     """One measurement of a ``measure`` sweep.
 
     Attributes:
-        run: ``"module:function"`` (or the function), ``run(ctx, params, xs, u)
-            -> (arrays, metrics)`` for one seed, traced under ``jit``: ``ctx``
-            is a :class:`gradflow.sweep.PointContext` (the cell, this
-            measurement's options, the whole ``[measure]`` section), ``params``
-            the cell's params, ``xs (T, D)`` the input, ``u (N,)`` a unit
-            readout. ``arrays``/``metrics`` map the names below to arrays
-            without the seed axis.
         defaults: the options a config may set, with their defaults (a value's
             type is the type the option must have).
         arrays: array name -> its named axes, seed first (``axes.json``).
@@ -58,43 +56,45 @@ class Measurement(NamedTuple):
             found faster.
         figures: figure name -> :class:`Figure`.
         always: run at every point without being switched on (no options).
+        losses: the names its ``loss`` option accepts (empty: it has none).
+        min_length: the shortest ``[grid] length`` it is defined for.
+        needs_w_hh: it reads ``params["W_hh"]``, so a user's cell must have one.
     """
 
-    run: str | Callable[..., Any]
     defaults: Mapping[str, Any] = {}
     arrays: Mapping[str, tuple[str, ...]] = {}
     metrics: Mapping[str, str] = {}
     batching: str = "vmap"
     figures: Mapping[str, Figure] = {}
     always: bool = False
+    losses: tuple[str, ...] = ()
+    min_length: int = 1
+    needs_w_hh: bool = False
 
 
 class Kind(NamedTuple):
-    """One experiment kind (``[experiment] kind``): its module and what it writes.
+    """What one experiment kind (``[experiment] kind``) writes and draws.
+
+    Its functions (validate, quick, grid, run a point, summarise) are the
+    ``gradflow.sweep.ExperimentKind`` of the same name.
 
     Attributes:
-        module: the jax-free module that checks, shrinks and expands its config
-            (``validate``, ``quick``, ``points``, ``axes``, ``summary``) and
-            names its point runner (``runner``); see ``gradflow.sweep``.
         metrics: metric name -> the report's column header (the measurements'
             metrics come from :data:`MEASUREMENTS`).
         figures: figure name -> :class:`Figure`.
     """
 
-    module: str
     metrics: Mapping[str, str] = {}
     figures: Mapping[str, Figure] = {}
 
-
-_R = "gradflow.report._figures:"
-_M = "gradflow.sweep._measures:"
 
 #: The measurements a ``[measure]`` section may switch on, in the order they
 #: run and their figures are listed; ``bound`` runs at every point.
 MEASUREMENTS: dict[str, Measurement] = {
     "grad_norms": Measurement(
-        run=_M + "grad_norms",
         defaults={"loss": "last_linear"},
+        losses=LOSSES,
+        min_length=2,  # its decay fit needs two steps
         arrays={"log10_grad_norms": ("seed", "step")},
         metrics={
             "decay_rate": "decay rate (nats / step)",
@@ -105,30 +105,25 @@ MEASUREMENTS: dict[str, Measurement] = {
         batching="vmap",
         figures={
             "grad_norm_profile": Figure(
-                _R + "grad_norm_profile",
                 "Gradient norm ‖∂L/∂h_t‖ against distance back in time (median "
                 "over seeds, 10–90% band): a straight falling line is exponential "
                 "vanishing at the decay rate in the legend (fitted to the median), "
                 "a rising one explodes, a flat one keeps memory.",
             ),
             "decay_rate_vs_gain": Figure(
-                _R + "decay_rate_vs_gain",
                 "Fitted gradient decay rate against gain: above the dashed line "
                 "gradients vanish, below it they explode.",
             ),
             "grad_norm_vs_length": Figure(
-                _R + "grad_norm_vs_length",
                 "log10 of the gradient reaching the first step against sequence "
                 "length: a straight line means exponential decay (or growth) in T.",
             ),
             "phase_diagram": Figure(
-                _R + "phase_diagram",
                 "log10 ‖∂L/∂h_0‖ over gain and sequence length: blue is "
                 "vanishing, red exploding, and the dashed contour (norm 1) is the "
                 "trainable boundary.",
             ),
             "pascanu_bound": Figure(
-                _R + "pascanu_bound",
                 "Measured decay rate against σ_max(W_hh) with the bound "
                 "−ln(γσ_max) of Pascanu et al. (2013): left of σ_max = 1/γ "
                 "vanishing is guaranteed, and every point should lie on or above "
@@ -137,14 +132,13 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "layer_grad_norms": Measurement(
-        run=_M + "layer_grad_norms",
         defaults={"loss": "last_linear"},
+        losses=LOSSES,
         arrays={"log10_layer_grad_norms": ("seed", "layer", "step")},
         metrics={"log10_grad_norm_step0_bottom": "log10 ‖∂L/∂h_0‖ (bottom layer)"},
         batching="vmap",
         figures={
             "layer_heatmap": Figure(
-                _R + "layer_heatmap",
                 "‖∂L/∂h_{l,t}‖ over time step and layer of the deepest stack "
                 "(every layer's own h, all its paths to the loss): compare how "
                 "fast the colour fades along time with how fast it fades down "
@@ -153,14 +147,12 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "jacobian_norms": Measurement(
-        run=_M + "jacobian_norms",
         arrays={"jacobian_log10_norms": ("seed", "step")},
         # The exact SVD fallback, batched, runs for every seed at a step where
         # any one seed needs it (1.6x slower than lax.map for an LSTM, N = 64).
         batching="map",
         figures={
             "jacobian_norm_profile": Figure(
-                _R + "jacobian_norm_profile",
                 "Spectral norm of the state Jacobian ∂s_T/∂s_t against lag: its "
                 "slope is how fast any signal, not just this loss's gradient, is "
                 "forgotten per step.",
@@ -168,13 +160,11 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "jacobian_singular_values": Measurement(
-        run=_M + "jacobian_singular_values",
         defaults={"k": 4},
         arrays={"jacobian_log10_singular_values": ("seed", "lag", "k")},
         batching="map",
         figures={
             "jacobian_singular_values": Figure(
-                _R + "jacobian_singular_values",
                 "Top singular values of ∂s_T/∂s_t against lag: the gap between "
                 "σ_1 and the rest shows how few directions still carry a gradient "
                 "far back.",
@@ -182,7 +172,6 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "lyapunov": Measurement(
-        run=_M + "lyapunov",
         defaults={"k": 8, "warmup": 50},
         arrays={
             "lyapunov_exponents": ("seed", "k"),
@@ -193,14 +182,12 @@ MEASUREMENTS: dict[str, Measurement] = {
         batching="vmap",
         figures={
             "lyapunov_spectrum": Figure(
-                _R + "lyapunov_spectrum",
                 "Lyapunov exponents (left, nats per step) and their running "
                 "estimates (right): λ_max above 0 means chaos and exploding "
                 "gradients, below 0 vanishing; flat running estimates mean the "
                 "spectrum has converged.",
             ),
             "lambda_max_vs_gain": Figure(
-                _R + "lambda_max_vs_gain",
                 "Largest Lyapunov exponent against gain: the edge of chaos is "
                 "where the line crosses the dashed λ_max = 0 line (g* in the "
                 "legend).",
@@ -208,7 +195,6 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "fixed_points": Measurement(
-        run=_M + "fixed_points",
         defaults={"starts": 32, "max_steps": 50, "unique_tol": 1e-3},
         arrays={
             "fixed_point_states": ("seed", "start", "unit"),
@@ -229,7 +215,6 @@ MEASUREMENTS: dict[str, Measurement] = {
         batching="vmap",
         figures={
             "fixed_point_eigenvalues": Figure(
-                _R + "fixed_point_eigenvalues",
                 "Eigenvalues of the state Jacobian at each fixed point of the "
                 "input-free map (first seed), with the unit circle: a point "
                 "attracts when all of its eigenvalues lie inside, and the "
@@ -237,7 +222,6 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "−ln|λ₁| nats per step. Grey dots: eigenvalues of W_hh.",
             ),
             "forgetting_vs_gain": Figure(
-                _R + "forgetting_vs_gain",
                 "Predicted against measured forgetting over gain: −ln|λ₁| at the "
                 "fixed point, the fitted decay rate of ‖∂L/∂h_t‖ and −λ_max. "
                 "Below the edge of chaos the state settles on an attracting "
@@ -245,7 +229,6 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "attracts, the dynamics leave it, and they part.",
             ),
             "fixed_point_pca": Figure(
-                _R + "fixed_point_pca",
                 "Fixed points in the plane of the two leading principal "
                 "components of the visited states (first seed): filled dots "
                 "attract, open circles repel.",
@@ -253,12 +236,11 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "param_grad_by_step": Measurement(
-        run=_M + "param_grad_by_step",
         arrays={"param_grad_share": ("seed", "step")},
+        needs_w_hh=True,
         batching="vmap",
         figures={
             "param_grad_share": Figure(
-                _R + "param_grad_share",
                 "Share of the recurrent-weight gradient ‖∂L/∂W_hh‖ contributed by "
                 "the last k steps: a curve that reaches the dotted line within a "
                 "few steps means the weight learns from short-term terms only.",
@@ -266,7 +248,6 @@ MEASUREMENTS: dict[str, Measurement] = {
         },
     ),
     "bound": Measurement(
-        run=_M + "bound",
         metrics={"sigma_max_whh": "σ_max(W_hh)", "pascanu_bound": "1/γ"},
         batching="vmap",
         always=True,
@@ -275,34 +256,28 @@ MEASUREMENTS: dict[str, Measurement] = {
 
 _CLIPPING_FIGURES = {
     "loss_curves": Figure(
-        _R + "loss_curves",
         "Training loss per clipping threshold (median over seeds, 10–90% band): "
         "marks on the edge show where runs diverged to NaN/inf.",
     ),
     "clipping_summary": Figure(
-        _R + "clipping_summary",
         "Share of seeds that diverged (left) and final loss (right) per clipping "
         "threshold: the recommended threshold is the shaded column.",
     ),
     "grad_norm_heatmap": Figure(
-        _R + "grad_norm_heatmap",
         "‖∂L/∂h_t‖ over time step (x) and training iteration (y): watch whether "
         "the gradient reaching early steps grows or fades as the network learns.",
     ),
     "grad_norm_histogram": Figure(
-        _R + "grad_norm_histogram",
         "Global gradient norms before clipping with the thresholds drawn: a "
         "threshold clips the share of the histogram to its right.",
     ),
     "success_heatmap": Figure(
-        "gradflow.report._study:success_heatmap",
         "Success rate (share of seeds whose accuracy on fresh sequences reached "
         "the criterion after training) over learning rate and threshold, one "
         "panel per clipping method with no clipping as the first column: the "
         "outlined cells (success rate at least 0.5) are where training works.",
     ),
     "success_vs_length": Figure(
-        "gradflow.report._study:success_vs_length",
         "Success rate against sequence length T with and without clipping "
         "(error bars: Wilson 95% intervals over seeds).",
     ),
@@ -310,9 +285,8 @@ _CLIPPING_FIGURES = {
 
 #: Experiment kinds by the name ``[experiment] kind`` uses.
 KINDS: dict[str, Kind] = {
-    "measure": Kind("gradflow.sweep._measure_kind"),
+    "measure": Kind(),
     "clipping": Kind(
-        "gradflow.sweep._clipping",
         metrics={
             "diverged": "divergence rate",
             "final_loss": "final loss (nats)",
@@ -363,10 +337,17 @@ def register_measurement(name: str, spec: Measurement) -> None:
 
     Raises:
         ValueError: ``name`` is taken, not an identifier, its batching is not
-            ``"vmap"``/``"map"``, or one of its figure names is taken.
+            ``"vmap"``/``"map"``, its ``loss`` default is not one of its
+            ``losses``, or one of its figure names is taken.
         TypeError: ``spec`` is not a :class:`Measurement`.
     """
     if isinstance(spec, Measurement):
+        loss = spec.defaults.get("loss")
+        if loss is not None and loss not in spec.losses:
+            raise ValueError(
+                f"measurement {name!r}: its loss default {loss!r} must be one of "
+                f"its losses {spec.losses}"
+            )
         if spec.batching not in BATCHINGS:
             raise ValueError(
                 f"measurement {name!r}: batching must be one of {BATCHINGS}, "
@@ -378,4 +359,4 @@ def register_measurement(name: str, spec: Measurement) -> None:
                 f"measurement {name!r}: figure {sorted(taken)[0]!r} is already "
                 "registered"
             )
-    _register("measurement", MEASUREMENTS, name, spec, Measurement)
+    register("measurement", MEASUREMENTS, name, spec, Measurement)

@@ -54,6 +54,11 @@ def write(tmp_path, text: str) -> Path:
         ),
         ("[cell]\nforget_bias = 1.0\n", "[cell] forget_bias", "LSTM cells only"),
         ("[measure]\ngrad_norms = false\n", "[measure]", "at least one"),
+        (
+            "[measure]\nlayer_grad_norms = { loss = 'mean' }\n",
+            "[measure] layer_grad_norms.loss",
+            "one of last_linear, last_square, sum_linear, got 'mean'",
+        ),
         ("[experiment]\nfigures = ['no_such_plot']\n", "figures", "no_such_plot"),
     ],
 )

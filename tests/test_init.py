@@ -88,6 +88,14 @@ def test_sparse_under_vmap_gives_distinct_draws():
     assert not np.array_equal(ws[0], ws[1])
 
 
+def test_sparse_default_gain_is_the_same_by_name_and_called_directly():
+    key = jax.random.key(4)
+    direct = gf.cells.sparse()(key, (12, 12), jnp.float32)
+    by_name = gf.cells.initializer("sparse")(key, (12, 12), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(direct), np.asarray(by_name))
+    np.testing.assert_allclose(_eig_abs(np.asarray(direct)).max(), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_torch_uniform_bounds(kind):
     """PyTorch: every weight and bias is U(-1/√N, 1/√N), whatever the input size."""

@@ -109,8 +109,8 @@ def test_norms_and_singular_values_match_explicit_svd(kind):
     T = 120 so that most steps of the default method take the bracketed
     subspace iteration rather than its exact fallback (checked below).
     """
-    from gradflow._measure._common import state_size
     from gradflow._measure._jacobian import _certified_norms
+    from gradflow.cells import state_size
 
     cell = CELLS[kind]()
     params = cell.init(jax.random.key(2), 3)
@@ -155,8 +155,8 @@ def test_power_fallback_stays_a_branch_under_vmap_and_matches_per_seed():
     real ``cond`` (a plain one would become a select that runs the SVD at every
     step) and picks per seed, so each seed gets exactly what it gets alone.
     """
-    from gradflow._measure._common import state_size
     from gradflow._measure._jacobian import _certified_norms
+    from gradflow.cells import state_size
 
     cell = gf.cells.lstm(6)
     steps = 120
@@ -195,8 +195,8 @@ def test_power_under_vmap_on_a_large_state_matches_svd():
     must pick the exact branch per element (swapping its branches passed every
     test while states were small enough for the Ritz values to be exact).
     """
-    from gradflow._measure._common import state_size
     from gradflow._measure._jacobian import _certified_norms
+    from gradflow.cells import state_size
 
     cell = gf.cells.rnn(64)
     steps = 30

@@ -311,7 +311,7 @@ def test_sweep_by_name_closed_form(tmp_path):
     ("grid", "measure", "match"),
     [
         ({"gain": [1.0, 2.0]}, {"jacobian_norms": True}, r"gain scales"),
-        ({}, {"param_grad_by_step": True}, r"param_grad_by_step records"),
+        ({}, {"param_grad_by_step": True}, r"param_grad_by_step reads params"),
     ],
 )
 def test_sweep_refuses_w_hh_options(grid, measure, match):
@@ -326,5 +326,5 @@ def test_sweep_refuses_w_hh_options(grid, measure, match):
         )
     with pytest.raises(ValueError, match=r"\[cell\] heads"):
         sweep.validate({"grid": {"cell": "mlstm"}, "cell": {"heads": 0}})
-    with pytest.raises(ValueError, match="recurrent_init must be 'torch'"):
+    with pytest.raises(ValueError, match="recurrent_init must be 'torch' for a mlstm"):
         gf.cells.mlstm(8, heads=2, recurrent_init="orthogonal")

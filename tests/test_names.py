@@ -19,7 +19,6 @@ import pytest
 
 import gradflow as gf
 from gradflow import _names, _specs
-from gradflow.cells import _rnn
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
@@ -30,20 +29,26 @@ CONFIGS = [
 
 def test_every_registered_name_builds_what_it_names():
     for name, kind in _names.CELLS.items():
-        cell = gf.cells.make(name, 4)
+        # the mLSTM's heads must divide N: one head of 3
+        cell = gf.cells.make(name, 3, **({"heads": 1} if name == "mlstm" else {}))
         assert cell.kind == name
-        params = cell.init(jax.random.key(0), input_size=2)
+        params = cell.init(jax.random.key(0), input_size=3 if kind.width_bound else 2)
+        if kind.gates:
+            assert params["W_hh"].shape == (kind.gates * 3, 3)
+        else:
+            assert not gf.cells.has_w_hh(params)
         carry = cell.initial_carry(())
         size = sum(x.size for x in jax.tree_util.tree_leaves(carry))
-        if name in _names.NO_W_HH:
-            # no W_hh; the registry's state size is a lower bound (mLSTM: N²/H + N + H)
-            assert "W_hh" not in params
-            assert size >= _names.state_size(name, 4) == kind.state_multiplier * 4
+        if name == "mlstm":
+            # N²/H + N + H; the registry holds its lower bound N
+            assert size == gf.cells.state_size(cell) == 9 + 3 + 1
+            assert kind.state_multiplier * 3 <= size
             continue
-        assert params["W_hh"].shape == (kind.gates * 4, 4)
-        assert size == _names.state_size(name, 4) == kind.state_multiplier * 4
-    assert tuple(_rnn.ACTIVATIONS) == _names.ACTIVATIONS
-    assert tuple(_names.CELLS) == gf.cells.CELL_KINDS
+        assert size == gf.cells.state_size(cell) == kind.state_multiplier * 3
+    for activation in _names.ACTIVATIONS:
+        gf.cells.rnn(3, activation)
+    assert tuple(_names.CELLS) == gf.cells.CELL_KINDS == tuple(gf.cells.BUILDERS)
+    assert tuple(_names.TASKS) == tuple(gf.tasks.BUILDERS)
     for name in _names.TASKS:
         assert gf.tasks.make(name, 12).input_size >= 1
     for name in _names.OPTIMIZERS:
@@ -53,15 +58,16 @@ def test_every_registered_name_builds_what_it_names():
     with pytest.raises(ValueError, match=r"cell kind must be one of \('rnn'"):
         gf.cells.make("elman", 3)
     with pytest.raises(ValueError, match="already registered"):
-        _names.register_cell("rnn", _names.CELLS["rnn"])
+        gf.cells.register_cell("rnn", gf.cells.rnn, _names.CELLS["rnn"])
     with pytest.raises(TypeError, match="must be a CellKind"):
-        _names.register_cell("toy", ("gradflow.cells._rnn:rnn",))
+        gf.cells.register_cell("toy", gf.cells.rnn, (1, 1))
+    with pytest.raises(TypeError, match="must be callable"):
+        gf.cells.register_cell("toy", "gradflow.cells._rnn:rnn")
+    assert "toy" not in _names.CELLS and "toy" not in gf.cells.BUILDERS
 
 
 @pytest.mark.parametrize("init", _names.INITS)
-@pytest.mark.parametrize(
-    "kind", tuple(k for k in _names.CELLS if k not in _names.NO_W_HH)
-)
+@pytest.mark.parametrize("kind", [k for k, v in _names.CELLS.items() if v.gates])
 def test_gain_scales_w_hh_for_every_init(kind, init):
     # gain is defined once: W_hh(gain g) is exactly g * W_hh(gain 1), which is
     # what a measure sweep computes (gain-1 params, then g * W_hh).
@@ -93,7 +99,15 @@ def test_spec_tables_are_consistent():
     figs = _specs.figures()
     from gradflow import report
 
+    # each table of functions covers every spec, and nothing more
     assert set(report.FIGURES) == set(figs) == set(report.CAPTIONS)
+    assert set(gf.sweep.MEASUREMENTS) == set(_specs.MEASUREMENTS)
+    assert set(gf.sweep.KINDS) == set(_specs.KINDS)
+    for name, spec in _specs.MEASUREMENTS.items():
+        if "loss" in spec.defaults:
+            assert spec.defaults["loss"] in spec.losses, name
+        else:
+            assert not spec.losses, name
     seen: set[str] = set()
     for name, spec in _specs.MEASUREMENTS.items():
         assert spec.batching in _specs.BATCHINGS, name
@@ -138,23 +152,36 @@ def toy_figure(results):
 
 
 @pytest.fixture
-def toy_registry(monkeypatch):
-    monkeypatch.setattr(_names, "CELLS", dict(_names.CELLS))
-    monkeypatch.setattr(_specs, "MEASUREMENTS", dict(_specs.MEASUREMENTS))
-    _names.register_cell(
-        "toy", _names.CellKind(toy_cell, options=("leak",), torch_name=None)
+def toy_registry():
+    """The toy cell, measurement and figure, registered by the public functions
+    for one test (and removed from every table after it)."""
+    from gradflow import report
+
+    tables = [
+        (_names.CELLS, "toy"),
+        (gf.cells.BUILDERS, "toy"),
+        (_specs.MEASUREMENTS, "toy"),
+        (gf.sweep.MEASUREMENTS, "toy"),
+        (report.FIGURES, "toy_figure"),
+    ]
+    gf.cells.register_cell(
+        "toy", toy_cell, gf.cells.CellKind(options=("leak",), torch_name=None)
     )
-    _specs.register_measurement(
+    gf.sweep.register_measurement(
         "toy",
-        _specs.Measurement(
-            run=toy_trace,
+        gf.sweep.Measurement(
             defaults={"scale": 1.0},
             arrays={"toy_diag": ("seed", "unit")},
             metrics={"toy_trace": "trace(W_hh)"},
             batching="vmap",
-            figures={"toy_figure": _specs.Figure(toy_figure, "The toy's diagonal.")},
+            figures={"toy_figure": gf.sweep.Figure("The toy's diagonal.")},
         ),
+        toy_trace,
     )
+    report.register_figure("toy_figure", toy_figure)
+    yield
+    for table, name in tables:
+        del table[name]
 
 
 def test_a_registered_cell_and_measurement_run_through_a_config(toy_registry, tmp_path):

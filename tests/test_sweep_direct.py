@@ -149,3 +149,15 @@ def test_sweep_equals_direct_calls_on_a_nonlinear_cell(tmp_path, kind, loss):
             )
             lam = rec["metrics"]["lambda_max"][i]
             assert lam == pytest.approx(float(ref["lyap"][0]), rel=1e-4, abs=1e-5)
+
+
+def test_an_unknown_loss_name_is_refused_not_read_as_another():
+    from gradflow import _specs
+    from gradflow.sweep._measures import make_loss
+
+    u = jnp.ones(3) / jnp.sqrt(3.0)
+    hs = jnp.arange(6.0).reshape(2, 3)
+    for name in _specs.LOSSES:
+        assert jnp.isfinite(make_loss(name, u)(hs))
+    with pytest.raises(ValueError, match=r"loss must be one of .*got 'mean'"):
+        make_loss("mean", u)

@@ -7,7 +7,8 @@ import pytest
 
 import gradflow as gf
 from gradflow import results
-from gradflow.sweep._point import build_cell, sample_input, seed_keys
+from gradflow.sweep._inputs import sample_input
+from gradflow.sweep._point import build_cell, seed_keys
 
 RAW = {
     "experiment": {"name": "stack", "kind": "measure"},

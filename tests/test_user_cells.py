@@ -192,7 +192,7 @@ def test_a_cell_without_w_hh_runs_at_gain_one(factories, tmp_path):
             "no_w_hh",
             {"gain": [1.0]},
             {"param_grad_by_step": True},
-            "param_grad_by_step records the share of params['W_hh']",
+            "param_grad_by_step reads params['W_hh']",
         ),
     ],
 )

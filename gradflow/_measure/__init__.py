@@ -3,9 +3,11 @@
 from ._fixed import (
     FixedPointCandidates,
     FixedPoints,
+    eigenvalues_at,
     fixed_point_candidates,
     fixed_points,
     sample_states,
+    visited_states,
 )
 from ._grad import GradNormRangeWarning, GradNorms, hidden_grad_norms
 from ._horizon import memory_horizon
@@ -32,6 +34,7 @@ __all__ = [
     "ParamGradByStep",
     "VanishingBound",
     "decay_rate",
+    "eigenvalues_at",
     "fixed_point_candidates",
     "fixed_points",
     "hidden_grad_norms",
@@ -43,4 +46,5 @@ __all__ = [
     "sample_states",
     "single_threaded_lapack",
     "vanishing_bound",
+    "visited_states",
 ]

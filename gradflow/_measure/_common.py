@@ -12,10 +12,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_int
+from .._decay import LN10
 from .._unroll import resolve_carry
-from ..cells import Cell
+from ..cells import Cell, state_size
 
-LN10 = math.log(10.0)
+__all__ = ["LN10", "state_size"]  # re-used by the measurements beside this module
 
 
 def prepare(cell: Cell, params: Any, xs: Any, carry: Any):
@@ -50,11 +51,6 @@ def check_k(k: Any, size: int, name: str = "k") -> int:
     if k > size:
         raise ValueError(f"{name} must be <= the state size {size}, got {k}")
     return k
-
-
-def state_size(cell: Cell, dtype: Any) -> int:
-    """Length of the flattened carry of one sequence (``2N`` for an LSTM)."""
-    return int(ravel_pytree(cell.initial_carry((), dtype))[0].shape[0])
 
 
 def flat(carry: Any) -> jax.Array:

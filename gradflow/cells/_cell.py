@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from .._checks import check_choice, check_int, check_key
 from ._init import Initializer, gate_blocks, initializer, torch_bias
@@ -77,6 +78,15 @@ class Cell(NamedTuple):
     def step(self, params: Params, carry: Carry, x: jax.Array):
         """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""
         return self.recur(params, carry, self.project(params, x))
+
+
+def state_size(cell: Cell, dtype: Any = jnp.float32) -> int:
+    """Length of the flattened carry of one sequence (``2N`` for an LSTM).
+
+    The state whose Jacobians the measurements take (``ravel_pytree`` of the
+    carry); any cell, a stack or a custom one included.
+    """
+    return int(ravel_pytree(cell.initial_carry((), dtype))[0].shape[0])
 
 
 def recurrent_product(h: jax.Array, w_hh: jax.Array) -> jax.Array:
@@ -158,11 +168,6 @@ def zero_carry(carry_type: type, fields: int, hidden_size: int) -> Callable:
     return initial_carry
 
 
-# Cells whose init builds exactly the params their step reads (a custom cell's
-# params are whatever its step takes, so it is not checked here).
-_CHECKED_KINDS = ("rnn", "lstm", "gru", "stack", "mlstm")
-
-
 def check_params(cell: Cell, params: Params, input_size: int | None) -> None:
     """Params shaped like ``cell.init(key, input_size)``, checked eagerly.
 
@@ -173,7 +178,9 @@ def check_params(cell: Cell, params: Params, input_size: int | None) -> None:
     read, else from the inputs (``xs.shape[-1]``); ``None`` checks nothing.
     """
     kinds = {cell.kind, *(layer.kind for layer in cell.layers)}
-    if not kinds <= set(_CHECKED_KINDS) or input_size is None:
+    # A custom cell's params are whatever its step takes, not what an init
+    # draws; every other cell's init builds exactly the params its step reads.
+    if "custom" in kinds or input_size is None:
         return
     what = f"a {cell.kind} cell (hidden_size {cell.hidden_size})"
     want = jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 
+from .. import _names
 from .._checks import check_int
 from ._cell import (
     Cell,
@@ -18,6 +19,8 @@ from ._cell import (
 )
 from ._fused import gru_gates, gru_sequence
 from ._init import Initializer
+
+_KIND = _names.CELLS["gru"]  # gate blocks and carry fields
 
 
 class GRUCarry(NamedTuple):
@@ -56,14 +59,14 @@ def gru(
         kind="gru",
         hidden_size=hidden_size,
         init=make_init(
-            3,
+            _KIND.gates,
             hidden_size,
             recurrent_init=recurrent_init,
             input_init=input_init,
             bias_init=bias_init,
             gain=gain,
         ),
-        initial_carry=zero_carry(GRUCarry, 1, hidden_size),
+        initial_carry=zero_carry(GRUCarry, _KIND.state_multiplier, hidden_size),
         project=project,
         recur=recur_from_core(core),
         input_size=weight_input_size,

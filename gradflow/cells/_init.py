@@ -7,7 +7,8 @@ each gate separately, so an orthogonal LSTM has four orthogonal blocks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,11 +65,12 @@ def identity(gain: float = 1.0) -> Initializer:
     return init
 
 
-def sparse(gain: float = 0.95, fan_in: int = 15) -> Initializer:
+def sparse(gain: float = 1.0, fan_in: int = 15) -> Initializer:
     """Sparse Gaussian, ``fan_in`` inputs per unit, scaled to spectral radius ``gain``.
 
     The "smart" initialisation of Pascanu, Mikolov & Bengio (2013) (after
-    Sutskever et al. 2013). Square blocks only.
+    Sutskever et al. 2013), who used ``gain=0.95``; the default is 1, as for
+    every initialiser and ``initializer("sparse")``. Square blocks only.
     """
     gain = check_float("gain", gain, minimum=0.0)
     fan_in = check_int("fan_in", fan_in)
@@ -167,3 +169,25 @@ def torch_bias(key: jax.Array, hidden_size: int, gates: int, dtype) -> jax.Array
     """PyTorch's default bias ``U(-1/sqrt(N), 1/sqrt(N))`` of shape ``(gates*N,)``."""
     bound = 1.0 / jnp.sqrt(hidden_size)
     return jax.random.uniform(key, (gates * hidden_size,), dtype, -bound, bound)
+
+
+def has_w_hh(params: Any) -> bool:
+    """Whether ``params`` have a recurrent matrix ``W_hh`` (a stack's: every layer)."""
+    if isinstance(params, tuple):
+        return all(has_w_hh(p) for p in params)
+    return isinstance(params, Mapping) and "W_hh" in params
+
+
+def scale_w_hh(params: Any, gain: Any) -> Any:
+    """``params`` with ``W_hh`` times ``gain`` (every layer's, for a stack's tuple).
+
+    What ``gain`` means for every initialiser: ``W_hh`` drawn at ``gain`` is
+    exactly ``gain`` times ``W_hh`` drawn at 1, so a sweep draws params once at
+    gain 1 and scales them. Params without a ``W_hh`` (:func:`has_w_hh`) come
+    back as they are. ``gain`` may be traced.
+    """
+    if not has_w_hh(params):
+        return params
+    if isinstance(params, tuple):
+        return tuple(scale_w_hh(p, gain) for p in params)
+    return {**params, "W_hh": gain * params["W_hh"]}

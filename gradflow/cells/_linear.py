@@ -90,3 +90,37 @@ def scan_linear(
     scanned = lax.associative_scan(linear.combine, elems, axis=0)
     carries, hs = linear.finish(params, scanned, xw)
     return jax.tree_util.tree_map(lambda c: c[-1], carries), hs
+
+
+def check_real_dtype(dtype: Any) -> jnp.dtype:
+    """A real floating dtype for a cell's params (a complex one is a ``TypeError``)."""
+    dt = jnp.dtype(dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(
+            f"dtype must be a real floating dtype (float32 or float64), got {dt}"
+        )
+    return dt
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int, dtype) -> jax.Array:
+    """``torch.nn.Linear``'s default draw, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+    bound = 1.0 / jnp.sqrt(jnp.asarray(fan_in, dtype))
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def check_shared_options(kind: str, **given: Any) -> None:
+    """The options every cell builder takes (``recurrent_init``, ``input_init``,
+    ``bias_init``, ``gain``) at their defaults: a cell linear in its state has
+    no ``W_hh`` for them to set, and its own init follows its paper."""
+    defaults = {
+        "recurrent_init": "torch",
+        "input_init": "torch",
+        "bias_init": "torch",
+        "gain": 1.0,
+    }
+    for name, value in given.items():
+        if value != defaults[name]:
+            raise ValueError(
+                f"{name} must be {defaults[name]!r} for a {kind} cell (it has no "
+                f"W_hh and initialises as its paper does), got {value!r}"
+            )

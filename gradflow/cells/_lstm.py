@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .. import _names
 from .._checks import check_float, check_int
 from ._activations import tanh
 from ._cell import (
@@ -19,6 +20,8 @@ from ._cell import (
 )
 from ._fused import lstm_gates, lstm_sequence
 from ._init import Initializer
+
+_KIND = _names.CELLS["lstm"]  # gate blocks and carry fields
 
 
 class LSTMCarry(NamedTuple):
@@ -95,7 +98,7 @@ def lstm(
         kind="lstm",
         hidden_size=hidden_size,
         init=make_init(
-            4,
+            _KIND.gates,
             hidden_size,
             recurrent_init=recurrent_init,
             input_init=input_init,
@@ -103,7 +106,7 @@ def lstm(
             gain=gain,
             bias_hook=bias_hook,
         ),
-        initial_carry=zero_carry(LSTMCarry, 2, hidden_size),
+        initial_carry=zero_carry(LSTMCarry, _KIND.state_multiplier, hidden_size),
         project=project,
         recur=recur_from_core(core),
         input_size=weight_input_size,

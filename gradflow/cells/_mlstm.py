@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from .._checks import check_int, check_key
 from ._cell import Cell
-from ._linear import LinearScan
+from ._linear import LinearScan, check_shared_options
 
 #: Param names, in the order their projections are stacked in ``xw``.
 _WIDE = ("q", "k", "v", "o")  # N rows each
@@ -58,6 +58,7 @@ def mlstm(
     recurrent_init: str = "torch",
     input_init: str = "torch",
     bias_init: str = "torch",
+    gain: float = 1.0,
 ) -> Cell:
     """xLSTM's mLSTM cell (matrix memory, exponential input gate, stabiliser).
 
@@ -103,10 +104,10 @@ def mlstm(
         hidden_size: ``N``, the width of ``h`` (all heads together).
         heads: ``H``; must divide ``hidden_size``.
         eps: the denominator's guard (the reference's ``1e-6``).
-        recurrent_init, input_init, bias_init: only ``"torch"``, meaning the
-            reference's init below (taken so that a config's ``[grid] cell =
-            "mlstm"`` builds it like the other kinds; the mLSTM has no
-            ``W_hh`` for another init or a ``gain`` to act on).
+        recurrent_init, input_init, bias_init, gain: only their defaults
+            (``"torch"``, ``1.0``), meaning the reference's init below: taken
+            so that a config's ``[grid] cell = "mlstm"`` builds it like the
+            other kinds; the mLSTM has no ``W_hh`` for another init or a gain.
 
     Returns:
         A :class:`Cell` of kind ``"mlstm"``. Its params are a dict:
@@ -130,16 +131,13 @@ def mlstm(
     if not isinstance(eps, int | float) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"eps must be a float >= 0, got {eps!r}")
     eps = float(eps)
-    for name, value in (
-        ("recurrent_init", recurrent_init),
-        ("input_init", input_init),
-        ("bias_init", bias_init),
-    ):
-        if value != "torch":
-            raise ValueError(
-                f"{name} must be 'torch' for an mlstm cell (the xlstm package's "
-                f"init; it has no W_hh for another), got {value!r}"
-            )
+    check_shared_options(
+        "mlstm",
+        recurrent_init=recurrent_init,
+        input_init=input_init,
+        bias_init=bias_init,
+        gain=gain,
+    )
     d = n // heads
 
     def init(key: jax.Array, input_size: int, dtype=jnp.float32) -> dict:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 
+from .. import _names
 from .._checks import check_choice, check_int
 from ._activations import tanh
 from ._cell import (
@@ -21,7 +22,10 @@ from ._cell import (
 )
 from ._init import Initializer
 
-ACTIVATIONS = {
+_KIND = _names.CELLS["rnn"]  # gate blocks and carry fields
+
+#: ``gradflow._names.ACTIVATIONS`` -> the function.
+_NONLINEARITIES = {
     "tanh": tanh,
     "relu": jax.nn.relu,
     "linear": lambda a: a,
@@ -59,8 +63,8 @@ def rnn(
         >>> params = cell.init(jax.random.key(0), input_size=8)
     """
     check_int("hidden_size", hidden_size)
-    check_choice("activation", activation, tuple(ACTIVATIONS))
-    act = ACTIVATIONS[activation]
+    check_choice("activation", activation, _names.ACTIVATIONS)
+    act = _NONLINEARITIES[activation]
 
     def project(params, x):
         return affine(x, params["W_ih"], params["b_ih"] + params["b_hh"])
@@ -73,14 +77,14 @@ def rnn(
         kind="rnn",
         hidden_size=hidden_size,
         init=make_init(
-            1,
+            _KIND.gates,
             hidden_size,
             recurrent_init=recurrent_init,
             input_init=input_init,
             bias_init=bias_init,
             gain=gain,
         ),
-        initial_carry=zero_carry(RNNCarry, 1, hidden_size),
+        initial_carry=zero_carry(RNNCarry, _KIND.state_multiplier, hidden_size),
         project=project,
         recur=recur_from_core(core),
         input_size=weight_input_size,

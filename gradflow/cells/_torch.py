@@ -17,7 +17,7 @@ import numpy as np
 from .. import _names
 from .._checks import check_choice
 from ._cell import Cell
-from ._rnn import ACTIVATIONS
+from ._registry import make
 from ._stack import stack
 
 _TORCH_MODES = {
@@ -140,7 +140,7 @@ def from_state_dict(
         )
     check_choice("kind", kind, _torch_kinds())
     if kind == "rnn":
-        check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("activation", activation, _names.ACTIVATIONS)
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
     sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -241,4 +241,4 @@ def _torch_kinds() -> tuple[str, ...]:
 def _cell(kind: str, hidden_size: int, activation: str) -> Cell:
     entry = _names.CELLS[kind]
     options = {"activation": activation} if "activation" in entry.options else {}
-    return _names.resolve(entry.builder)(hidden_size, **options)
+    return make(kind, hidden_size, **options)

@@ -99,25 +99,6 @@ def _config_path(text: str) -> Path:
     return path
 
 
-def _announce(config, args: argparse.Namespace) -> None:
-    """Print the grid's size; refuse one over :data:`MAX_POINTS` without ``--yes``."""
-    from gradflow import sweep
-
-    points, seeds = sweep.grid_points(sweep.quick(config) if args.quick else config)
-    size = f"{len(points):,} points x {len(seeds)} seeds"
-    if len(points) > MAX_POINTS and not args.yes:
-        raise _Failure(
-            f"the grid has {size}, more than the {MAX_POINTS:,} allowed without "
-            f"--yes; check its ranges, or pass --yes to run it"
-        )
-    if not args.quiet:
-        print(
-            f"{config['experiment']['name']}: {size}; the time left is shown "
-            f"after the first point",
-            file=sys.stderr,
-        )
-
-
 def _list_shipped() -> int:
     from gradflow._experiments import shipped, shipped_dir
 
@@ -172,20 +153,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gradflow._experiments import resolve
 
     _cwd_importable()
-    config = sweep.load_config(resolve(_config_path(args.config)))
+    path = resolve(_config_path(args.config))
     out = sweep.check_out(args.out)
     if args.report:
         _report_module()  # before hours of running, not after
     if _distributed(args) > 0:
         args.quiet, args.report = True, False  # process 0 speaks and writes
-    _announce(config, args)
-    out = sweep.run(
-        config,
-        out,
-        quick=args.quick,
-        progress=_progress(args),
-        force=args.force,
-    )
+    try:
+        # the file is read, checked and its grid expanded once, by the run
+        out = sweep.run(
+            path,
+            out,
+            quick=args.quick,
+            progress=_progress(args),
+            force=args.force,
+            max_points=None if args.yes else MAX_POINTS,
+        )
+    except sweep.GridTooLarge as err:
+        raise _Failure(
+            f"{err} without --yes; check its ranges, or pass --yes to run it"
+        ) from err
     if not args.quiet:
         print(f"results: {out}", file=sys.stderr)
     if args.report:
@@ -233,18 +220,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from gradflow.report import _audit
+    from gradflow import report
 
-    log = _audit.read_log(args.log, point=args.point, seed=args.seed)
-    result = _audit.audit(log, args.threshold)
+    log = report.read_log(args.log, point=args.point, seed=args.seed)
+    result = report.audit(log, args.threshold)
     if args.out:
-        page = _audit.write_audit(log, result, args.out)
+        page = report.write_audit(log, result, args.out)
         print(f"audit: {page}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
         print(result["verdict"])
-        for name, value in _audit.summary_rows(result):
+        for name, value in report.audit_rows(result):
             print(f"  {name}: {value}")
     return 0
 
@@ -298,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from gradflow import __version__
+    from gradflow._version import __version__
 
     parser.add_argument(
         "--version", action="version", version=f"gradflow {__version__}"
@@ -503,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradflow`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from gradflow.sweep._interrupt import deferred_interrupt
+    from gradflow.sweep import deferred_interrupt
 
     try:
         # Ctrl-C is honoured between points (and between experiments): raised

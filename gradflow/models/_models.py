@@ -16,12 +16,12 @@ from ..cells import Cell, lstm
 
 Params = dict[str, Any]
 
-ACTIVATIONS: dict[str | None, Callable[[jax.Array], jax.Array]] = {
+#: A model's output activation (not a cell's nonlinearity, ``_names.ACTIVATIONS``).
+_OUTPUTS: dict[str | None, Callable[[jax.Array], jax.Array]] = {
     None: lambda z: z,
     "sigmoid": jax.nn.sigmoid,
     "softmax": lambda z: jax.nn.softmax(z, axis=-1),
 }
-READOUTS = ("last", "all")
 
 
 class Model(NamedTuple):
@@ -73,7 +73,7 @@ class Model(NamedTuple):
 
     def apply(self, params: Params, xs: jax.Array, carry: Any = None) -> jax.Array:
         """Outputs after the activation (probabilities for sigmoid/softmax)."""
-        return ACTIVATIONS[self.activation](self.logits(params, xs, carry))
+        return _OUTPUTS[self.activation](self.logits(params, xs, carry))
 
     def summary(
         self, steps: int | None = None, batch_shape: tuple[int, ...] | None = None
@@ -168,7 +168,7 @@ def _model(cell, out_features, activation, embedding, input_size, name, readout)
     check_cell(cell)
     out_features = check_int("out_features", out_features)
     if activation is not None:
-        check_choice("activation", activation, ("sigmoid", "softmax"))
+        check_choice("activation", activation, tuple(k for k in _OUTPUTS if k))
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if embedding is not None:

@@ -13,10 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import blended_transform_factory
 
-from gradflow._decay import fit_line
+from gradflow._decay import LN10, fit_line
 from gradflow.plots._style import PALETTE
-
-LN10 = math.log(10.0)
 
 
 def as_array(name: str, value: Any, ndims: tuple[int, ...]) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 numpy + matplotlib only, never jax: ``gradflow report DIR`` runs in a process
 that does no computation. The figures an experiment's ``[experiment] figures =
-[...]`` may list, their captions and drawing functions are declared once, with
-the measurement or experiment kind they belong to, in ``gradflow._specs``;
-``FIGURES`` (name -> ``f(results) -> Figure | None``) and ``CAPTIONS`` (name ->
-sentence) are views of it.
+[...]`` may list and their captions are declared once, with the measurement or
+experiment kind they belong to, in ``gradflow._specs`` (``CAPTIONS``, name ->
+sentence, is a view of it); ``FIGURES`` maps each name to its drawing function
+``f(results) -> Figure | None``, and :func:`register_figure` adds one.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from gradflow.report._audit import (
     AUDIT_KEYS,
     TrainingLog,
     audit,
+    audit_rows,
     read_log,
     write_audit,
     zscore_spikes,
 )
+from gradflow.report._figures import FIGURES, register_figure
 from gradflow.report._write import write_report
 
 __all__ = [
@@ -28,7 +30,9 @@ __all__ = [
     "FIGURES",
     "TrainingLog",
     "audit",
+    "audit_rows",
     "read_log",
+    "register_figure",
     "write_audit",
     "write_report",
     "zscore_spikes",
@@ -36,10 +40,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    from gradflow import _names, _specs
+    from gradflow import _specs
 
-    if name == "FIGURES":
-        return {k: _names.resolve(f.draw) for k, f in _specs.figures().items()}
     if name == "CAPTIONS":
         return {k: f.caption for k, f in _specs.figures().items()}
     raise AttributeError(f"module 'gradflow.report' has no attribute {name!r}")

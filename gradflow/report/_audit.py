@@ -567,7 +567,7 @@ def write_audit(
 
     plt.close(fig)
     plt.close(fig2)
-    rows = summary_rows(result)
+    rows = audit_rows(result)
     md = [
         "# Clipping audit",
         "",
@@ -614,7 +614,7 @@ _RANGE_NOTE = (
 )
 
 
-def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+def audit_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(quantity, value)`` text pairs of an :func:`audit` result, for tables."""
     g = result["grad_norm"]
     lo, hi = result["recommended_range"]

@@ -2,7 +2,7 @@
 
 Which figures exist, their captions and which measurement or experiment kind
 they belong to is said once, in ``gradflow._specs``; this module holds the
-functions those specs name.
+function that draws each (:data:`FIGURES`).
 """
 
 from __future__ import annotations
@@ -536,3 +536,51 @@ def fixed_point_pca(results: Results) -> Figure | None:
         fig = plots.trajectories_pca(traj, fixed_points=states, stable=stable)
         return _shown_at(fig, fixed)
     return None
+
+
+#: Figure name -> ``draw(results) -> Figure | None``: one function for every
+#: figure of ``gradflow._specs`` (tests/test_names.py checks they match).
+FIGURES: dict[str, Any] = {
+    "grad_norm_profile": grad_norm_profile,
+    "decay_rate_vs_gain": decay_rate_vs_gain,
+    "grad_norm_vs_length": grad_norm_vs_length,
+    "phase_diagram": phase_diagram,
+    "pascanu_bound": pascanu_bound,
+    "layer_heatmap": layer_heatmap,
+    "jacobian_norm_profile": jacobian_norm_profile,
+    "jacobian_singular_values": jacobian_singular_values,
+    "lyapunov_spectrum": lyapunov_spectrum,
+    "lambda_max_vs_gain": lambda_max_vs_gain,
+    "fixed_point_eigenvalues": fixed_point_eigenvalues,
+    "forgetting_vs_gain": forgetting_vs_gain,
+    "fixed_point_pca": fixed_point_pca,
+    "param_grad_share": param_grad_share,
+    "loss_curves": loss_curves,
+    "clipping_summary": clipping_summary,
+    "grad_norm_heatmap": grad_norm_heatmap,
+    "grad_norm_histogram": grad_norm_histogram,
+    "success_heatmap": _study.success_heatmap,
+    "success_vs_length": _study.success_vs_length,
+}
+
+
+def register_figure(name: str, draw: Any) -> None:
+    """Add the drawing function of a figure a registered spec declares.
+
+    Args:
+        name: the figure's name in its ``gradflow.sweep.Measurement``'s
+            ``figures`` (where its caption is).
+        draw: ``draw(results) -> matplotlib Figure | None`` (``None``: the
+            results hold no data for it).
+
+    Raises:
+        ValueError: ``name`` already has a drawing function.
+        TypeError: ``draw`` is not callable.
+    """
+    if not callable(draw):
+        raise TypeError(
+            f"draw of figure {name!r} must be callable, got {type(draw).__name__}"
+        )
+    if name in FIGURES:
+        raise ValueError(f"figure {name!r} already has a drawing function")
+    FIGURES[name] = draw

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from gradflow import _names, _specs, plots
+from gradflow import _specs, plots
 from gradflow._checks import check_choice
 from gradflow.report import _select as s
 from gradflow.report._conditions import sections
 from gradflow.report._figures import (
+    FIGURES,
     _entry_label,
     _num,
     _spread,
@@ -111,8 +112,13 @@ def _draw_all(
     explicit = bool((results.config.get("experiment") or {}).get("figures"))
     drawn = []
     for name in names:
+        if name not in FIGURES:
+            skipped.append(
+                (name, "no drawing function (gradflow.report.register_figure)")
+            )
+            continue
         try:
-            fig = _names.resolve(_specs.figures()[name].draw)(results)
+            fig = FIGURES[name](results)
         except Exception as err:  # one bad figure must not sink the rest
             warnings.warn(f"figure {name} failed: {err!r}", stacklevel=2)
             skipped.append((name, f"failed to draw: {type(err).__name__}: {err}"))

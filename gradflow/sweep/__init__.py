@@ -5,14 +5,18 @@ Example:
     >>> gf.sweep.run(cfg, "results/rnn_lstm_gru")
 
 Every experiment kind (``[experiment] kind``: ``measure``, a grid of
-measurements; ``clipping``, the clipping study) is one module with
-``validate``, ``quick``, ``points``, ``axes``, ``runner`` and ``summary``,
-named in ``gradflow._specs.KINDS``; ``run`` has one loop for all of them.
+measurements; ``clipping``, the clipping study) is an :class:`ExperimentKind`,
+a record of its functions (validate, quick, grid, runner, summary, check);
+:data:`KINDS` maps each name to it and ``run`` has one loop for all of them.
 The config half (``load_config``, ``validate``, ``quick``, ``expand_grid``,
-the clipping study's section helpers) imports no jax; ``run`` does, when called.
+the clipping study's section helpers) imports no jax; ``run`` does, when
+called, and so do :data:`MEASUREMENTS` (measurement name -> its function) and
+:func:`register_measurement`, which load on first use.
 """
 
-from gradflow._specs import Figure, Kind, Measurement, register_measurement
+from typing import Any
+
+from gradflow._specs import Figure, Kind, Measurement
 
 from ._clipping import (
     CLIPPING_AXES,
@@ -22,38 +26,42 @@ from ._clipping import (
     summarize_clipping,
     validate_clipping_section,
 )
-from ._config import (
-    AXES,
-    ConfigError,
-    load_config,
-    measure_defaults,
-    quick,
-    validate,
-)
-from ._grid import Point, expand_grid
+from ._config import ConfigError
+from ._interrupt import deferred_interrupt
+from ._kind import ExperimentKind, Grid, Point
+from ._kinds import KINDS, load_config, quick, register_kind, validate
 from ._lock import DirectoryLocked
+from ._measure_kind import AXES, expand_grid, measure_defaults
 from ._progress import Progress
-from ._runner import RunContext, check_out, grid_points, run
+from ._runner import GridTooLarge, RunContext, check_out, grid_points, run
 
 __all__ = [
     "AXES",
     "CLIPPING_AXES",
     "CLIPPING_DEFAULTS",
+    "KINDS",
+    "MEASUREMENTS",
     "ConfigError",
     "DirectoryLocked",
+    "ExperimentKind",
     "Figure",
+    "Grid",
+    "GridTooLarge",
     "Kind",
     "Measurement",
     "Point",
+    "PointContext",
     "Progress",
     "RunContext",
     "check_out",
     "clipping_grid",
+    "deferred_interrupt",
     "expand_grid",
     "grid_points",
     "load_config",
     "measure_defaults",
     "quick",
+    "register_kind",
     "register_measurement",
     "run",
     "run_clipping_point",
@@ -61,3 +69,18 @@ __all__ = [
     "validate",
     "validate_clipping_section",
 ]
+
+#: Names that import jax, loaded on first use (``gradflow.sweep._measures``).
+_JAX = ("MEASUREMENTS", "PointContext", "register_measurement")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _JAX:
+        from . import _measures
+
+        return getattr(_measures, name)
+    raise AttributeError(f"module 'gradflow.sweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -4,12 +4,11 @@ it costs.
 A config with ``[experiment] kind = "clipping"`` has a ``[clipping]`` section
 (checked by :func:`validate_clipping_section`) that names one set-up (task,
 length, cell, optimiser, steps) and the conditions to compare: every entry of
-``thresholds`` × every learning rate in ``lrs``. As every experiment kind, this
-module gives the sweep runner ``validate``, ``quick``, ``points``, ``axes``,
-``runner`` and ``summary``; :func:`clipping_grid` lists a condition's
-coordinates, :func:`run_clipping_point` trains all seeds of one condition, and
-:func:`summarize_clipping` turns every condition's metrics into the
-``summary.json`` content.
+``thresholds`` × every learning rate in ``lrs``. :data:`CLIPPING` is the
+kind's ``gradflow.sweep.ExperimentKind``; :func:`clipping_grid` lists the
+conditions' coordinates, :func:`run_clipping_point` trains all seeds of one
+condition, and :func:`summarize_clipping` turns every condition's metrics into
+the ``summary.json`` content.
 
 Coordinates (one dict per condition, keys in this order):
 
@@ -42,7 +41,7 @@ from gradflow import _names, results
 from gradflow._checks import check_choice
 
 from ._config import _check_keys, _fail, _is_int, _is_real, _seeds
-from ._grid import Point
+from ._kind import ExperimentKind, Grid, Point
 from ._success import (
     comparison_sentence,
     rank,
@@ -763,7 +762,7 @@ def _chosen(best: Mapping[str, Any], rng: Any, reason: str) -> dict[str, Any]:
     return {**{k: best[k] for k in keys}, "range": rng, "reason": reason}
 
 
-# -- the sweep-kind interface (see gradflow.sweep._measure_kind for the other) ------
+# -- the experiment kind ------------------------------------------------------------
 
 
 def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict:
@@ -773,30 +772,19 @@ def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict:
     return {"experiment": exp, "clipping": section}
 
 
-def quick(config: Mapping[str, Any]) -> dict[str, Any]:
+def quick(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with its section shrunk by :func:`quick_section`."""
     return {**config, "clipping": quick_section(config["clipping"])}
 
 
-def seeds(config: Mapping[str, Any]) -> list[int]:
-    return list(config["clipping"]["seeds"])
-
-
-def points(config: Mapping[str, Any]) -> list[Point]:
+def grid(config: Mapping[str, Any]) -> Grid:
     """One point per condition of :func:`clipping_grid`, with every seed."""
-    s = tuple(seeds(config))
-    return [
-        Point(results.point_id(c), dict(c), s)
+    seeds = list(config["clipping"]["seeds"])
+    points = [
+        Point(results.point_id(c), dict(c), tuple(seeds))
         for c in clipping_grid(config["clipping"])
     ]
-
-
-def axes(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    return {k: list(v) for k, v in CLIPPING_AXES.items()}
-
-
-def summary(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    return summarize_clipping(recs)
+    return Grid(points, seeds, {k: list(v) for k, v in CLIPPING_AXES.items()})
 
 
 def runner(config: Mapping[str, Any], ctx: Any):
@@ -813,3 +801,12 @@ def runner(config: Mapping[str, Any], ctx: Any):
         )
 
     return run
+
+
+CLIPPING = ExperimentKind(
+    validate=validate,
+    quick=quick,
+    grid=grid,
+    runner=runner,
+    summary=summarize_clipping,
+)

@@ -1,34 +1,438 @@
-"""The ``measure`` sweep kind: a grid of conditions, every measurement per point.
+"""The ``measure`` experiment kind: a grid of conditions, every measurement per point.
 
-As every experiment kind (``gradflow._specs.KINDS``), this module gives the
-runner ``validate``, ``quick``, ``seeds``, ``points``, ``axes``, ``summary`` and
-``runner``. It imports no jax until :func:`runner` is called.
+:data:`MEASURE` is its :class:`~gradflow.sweep.ExperimentKind`: the checks of
+its ``[grid]``, ``[cell]``, ``[input]``, ``[measure]`` and ``[quick]``
+sections, its ``--quick`` shrink, its grid, and (importing jax only when
+called) its point runner (``_point.py``) and its check of users' cells
+(``_user_cells.py``). The rules of each measurement (options, losses, minimum
+length, ``W_hh``) are read from its spec in ``gradflow._specs``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gradflow import _specs
+import numpy as np
 
-from ._config import quick_measure as quick
-from ._config import validate_measure as validate
-from ._grid import Point, expand_grid
+from gradflow import _names, _specs, results
 
-__all__ = ["axes", "points", "quick", "runner", "seeds", "summary", "validate"]
+from ._config import (
+    ConfigError,
+    _as_list,
+    _check_keys,
+    _choices,
+    _fail,
+    _ints,
+    _is_int,
+    _is_real,
+    _seeds,
+    _unique,
+)
+from ._kind import ExperimentKind, Grid, Point
+
+#: Input distributions: noise (``[input] size`` features, ``scale``) or the
+#: inputs of a task from ``gradflow.tasks`` (its own width; ``copy`` runs
+#: ``length + 20`` steps).
+NOISE_INPUTS = ("gaussian", "uniform", "zeros")
+
+#: The grid axes, in the order point ids use. ``layers`` (cells stacked, each
+#: of ``hidden_size``) is an axis only in configs that name it, so a config
+#: without it has the same point ids with or without that axis existing.
+AXES = ("cell", "hidden_size", "init", "gain", "length", "input", "layers")
+
+GRID_DEFAULTS: dict[str, Any] = {
+    "cell": ["rnn"],
+    "hidden_size": [32],
+    "init": ["torch"],
+    "gain": [1.0],
+    "length": [100],
+    "input": ["gaussian"],
+    "seeds": [0, 1, 2, 3],
+}
+
+CELL_DEFAULTS: dict[str, Any] = {
+    "activation": "tanh",
+    "input_init": "torch",
+    "bias_init": "torch",
+}
+
+INPUT_DEFAULTS: dict[str, Any] = {"size": 8, "scale": 1.0}
+
+#: What ``--quick`` keeps: two seeds, one value of every shape axis (the first
+#: cell, init and input, the shortest length and narrowest width, capped) and
+#: the first and last gain (gains share one compiled function); so any config
+#: runs in seconds. A config's ``[quick]`` table can override any axis.
+QUICK_LIMITS = {"seeds": 2, "cells": 1, "length": 24, "hidden_size": 8}
+
+SECTIONS = ("experiment", "grid", "cell", "input", "measure", "quick")
 
 
-def seeds(config: Mapping[str, Any]) -> list[int]:
-    return list(config["grid"]["seeds"])
+def inputs() -> tuple[str, ...]:
+    """Every name ``[grid] input`` accepts: noise, or a task's inputs."""
+    return NOISE_INPUTS + _names.task_inputs()
 
 
-def points(config: Mapping[str, Any]) -> list[Point]:
-    return expand_grid(config)
+def measure_defaults() -> dict[str, dict[str, Any]]:
+    """Measurements a ``[measure]`` section may switch on, with their options and
+    defaults (``True`` in the file means "on, with these defaults")."""
+    return {k: dict(v.defaults) for k, v in _specs.switchable().items()}
 
 
-def axes(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    return _specs.array_axes(config["measure"])
+# -- validate ---------------------------------------------------------------------
+
+
+def _cells(where: str, value: Any) -> list[str]:
+    """Registered cell kinds, or ``"module:function"`` factories of the user's.
+
+    A factory's module must be findable now; it is imported and its cell built
+    (on shapes) when the run starts, before any point (:func:`check`).
+    """
+    out = []
+    for v in _as_list(value):
+        if _names.is_factory(v):
+            module = v.split(":")[0]
+            try:
+                problem = (
+                    ""
+                    if importlib.util.find_spec(module)
+                    else f"No module named {module!r}"
+                )
+            except (ImportError, ValueError) as err:
+                problem = str(err)
+            if problem:
+                raise _fail(
+                    where,
+                    "[grid] cell",
+                    f"a cell factory 'module:function' whose module can be "
+                    f"imported ({problem})",
+                    v,
+                )
+        elif not isinstance(v, str) or v not in _names.CELLS:
+            raise _fail(
+                where,
+                "[grid] cell",
+                f"one of {', '.join(_names.CELLS)} or a cell factory "
+                f"'module:function' (or a list)",
+                v,
+            )
+        out.append(v)
+    return _unique(where, "[grid] cell", out)
+
+
+def _range(where: str, key: str, table: Mapping[str, Any]) -> list[float]:
+    _check_keys(where, key, table, ("start", "stop", "num", "log"))
+    for k in ("start", "stop", "num"):
+        if k not in table:
+            raise ConfigError(
+                f"{where}: {key}.{k}: missing; a range needs start, stop and num"
+            )
+    start, stop, num = table["start"], table["stop"], table["num"]
+    log = table.get("log", False)
+    if not _is_real(start) or not _is_real(stop):
+        raise _fail(where, f"{key}.start/stop", "numbers", (start, stop))
+    if not _is_int(num) or num < 1:
+        raise _fail(where, f"{key}.num", "an integer >= 1", num)
+    if not isinstance(log, bool):
+        raise _fail(where, f"{key}.log", "true or false", log)
+    if log and (start <= 0 or stop <= 0):
+        raise _fail(where, f"{key}", "start > 0 and stop > 0 for log = true", table)
+    space = np.geomspace if log else np.linspace
+    # Rounded so a resolved config written to TOML and read back is identical.
+    return [round(float(v), 6) for v in space(start, stop, num)]
+
+
+def _floats(where, key, value, *, minimum: float, strict: bool) -> list[float]:
+    values = _range(where, key, value) if isinstance(value, Mapping) else value
+    out = []
+    for v in _as_list(values):
+        if not _is_real(v) or not math.isfinite(v):
+            raise _fail(where, key, "a finite number, a list, or {start, stop, num}", v)
+        if v < minimum or (strict and v == minimum):
+            raise _fail(where, key, f"numbers {'>' if strict else '>='} {minimum}", v)
+        out.append(float(v))
+    return _unique(where, key, out)
+
+
+def _grid(where: str, raw: Any) -> dict[str, Any]:
+    table = _check_keys(where, "grid", raw, (*AXES, "seeds"))
+    g = {**GRID_DEFAULTS, **table}
+    return {
+        "cell": _cells(where, g["cell"]),
+        "hidden_size": _ints(
+            where, "[grid] hidden_size", g["hidden_size"], minimum=1, maximum=4096
+        ),
+        "init": _choices(where, "[grid] init", g["init"], _names.INITS),
+        "gain": _floats(where, "[grid] gain", g["gain"], minimum=0.0, strict=False),
+        "length": _ints(where, "[grid] length", g["length"], minimum=1, maximum=10**6),
+        "input": _choices(where, "[grid] input", g["input"], inputs()),
+        "seeds": _seeds(where, g["seeds"]),
+        **(
+            {
+                "layers": _ints(
+                    where, "[grid] layers", g["layers"], minimum=1, maximum=16
+                )
+            }
+            if "layers" in g
+            else {}
+        ),
+    }
+
+
+def _cell(where: str, raw: Any, cells: list[str]) -> dict[str, Any]:
+    options = {o for c in _names.CELLS.values() for o in c.options}
+    allowed = (*CELL_DEFAULTS, *sorted(options - set(CELL_DEFAULTS)))
+    table = _check_keys(where, "cell", raw, allowed)
+    out = {**CELL_DEFAULTS, **table}
+    for key, choices in (
+        ("activation", _names.ACTIVATIONS),
+        ("input_init", _names.INITS),
+        ("bias_init", _names.BIAS_INITS),
+    ):
+        if out[key] not in choices:
+            raise _fail(
+                where, f"[cell] {key}", f"one of {', '.join(choices)}", out[key]
+            )
+    if "forget_bias" in out:
+        fb = out["forget_bias"]
+        if not _is_real(fb) or not math.isfinite(fb):
+            raise _fail(where, "[cell] forget_bias", "a finite number (LSTM only)", fb)
+        out["forget_bias"] = float(fb)
+    if "heads" in out:
+        h = out["heads"]
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise _fail(where, "[cell] heads", "an int >= 1 (mLSTM only)", h)
+    for key in table:
+        takers = [c for c in cells if key in _names.cell_kind(c).options]
+        if key not in CELL_DEFAULTS and not takers:
+            owners = [k for k, v in _names.CELLS.items() if key in v.options]
+            raise ConfigError(
+                f"{where}: [cell] {key}: applies to "
+                f"{', '.join(o.upper() for o in owners)} cells "
+                f"only, and [grid] cell is {cells}"
+            )
+    return out
+
+
+def _input(where: str, raw: Any) -> dict[str, Any]:
+    table = _check_keys(where, "input", raw, tuple(INPUT_DEFAULTS))
+    out = {**INPUT_DEFAULTS, **table}
+    if not _is_int(out["size"]) or out["size"] < 1:
+        raise _fail(where, "[input] size", "an integer >= 1", out["size"])
+    scale = out["scale"]
+    if not _is_real(scale) or not math.isfinite(scale) or scale < 0:
+        raise _fail(where, "[input] scale", "a finite number >= 0", scale)
+    out["scale"] = float(scale)
+    return out
+
+
+def _measure(where: str, raw: Any, lengths: list[int], state: int) -> dict[str, Any]:
+    specs = _specs.switchable()
+    table = _check_keys(where, "measure", raw, tuple(specs))
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        if value is False:
+            continue
+        if value is True:
+            value = {}
+        spec = specs[name]
+        opts = _check_keys(where, f"measure.{name}", value, tuple(spec.defaults))
+        out[name] = {**spec.defaults, **opts}
+        for opt, v in out[name].items():
+            _option(where, f"[measure] {name}.{opt}", opt, v, spec)
+        o = out[name]
+        key = f"[measure] {name}"
+        if "k" in o and (not _is_int(o["k"]) or not 1 <= o["k"] <= state):
+            raise _fail(
+                where,
+                f"{key}.k",
+                f"an integer from 1 to the smallest state size ({state})",
+                o["k"],
+            )
+        w = o.get("warmup", 0)
+        if "warmup" in o and (not _is_int(w) or not 0 <= w < min(lengths)):
+            raise _fail(
+                where,
+                f"{key}.warmup",
+                f"an integer from 0 to the shortest length - 1 ({min(lengths) - 1})",
+                o["warmup"],
+            )
+    if not out:
+        raise ConfigError(
+            f"{where}: [measure]: expected at least one measurement switched on, "
+            f"from {', '.join(specs)}"
+        )
+    return out
+
+
+def _option(where: str, key: str, name: str, value: Any, spec: Any) -> None:
+    """An option of a measurement: ``loss`` is one of the spec's losses; others
+    have the type of their default (``k`` and ``warmup`` are then range-checked)."""
+    default = spec.defaults[name]
+    if name == "loss":
+        if value not in spec.losses:
+            raise _fail(where, key, f"one of {', '.join(spec.losses)}", value)
+        return
+    if name in ("k", "warmup"):
+        return  # range-checked by the caller
+    if _is_int(default):
+        if not _is_int(value):
+            raise _fail(where, key, "an integer", value)
+    elif _is_real(default):
+        if not _is_real(value) or not math.isfinite(value):
+            raise _fail(where, key, "a finite number", value)
+    elif not isinstance(value, type(default)):
+        raise _fail(where, key, f"a {type(default).__name__}", value)
+
+
+def _smallest_state(grid: Mapping[str, Any]) -> int:
+    """Of the registered cells; a user's factory's is checked once it is built."""
+    sizes = [
+        _names.CELLS[c].state_multiplier * n
+        for c in grid["cell"]
+        if not _names.is_factory(c)
+        for n in grid["hidden_size"]
+    ]
+    return min(grid.get("layers", [1])) * min(sizes, default=2**31)
+
+
+def _check_lengths(
+    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any], key: str = ""
+) -> None:
+    """Lengths every point can run with: caught here, not at point 37 of 40."""
+    key = key or "[grid] length"
+    shortest = min(grid["length"])
+    for name in measure:
+        least = _specs.MEASUREMENTS[name].min_length
+        if shortest < least:
+            raise _fail(where, key, f"lengths >= {least} with {name}", shortest)
+    for task in grid["input"]:
+        least = _names.TASKS[task].min_length if task in _names.TASKS else 1
+        if shortest < least:
+            raise _fail(where, key, f"lengths >= {least} with input {task}", shortest)
+
+
+def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict[str, Any]:
+    """A whole ``kind = "measure"`` config, resolved."""
+    _check_keys(where, "<top level>", raw, SECTIONS)
+    grid = _grid(where, raw.get("grid", {}))
+    out = {
+        "experiment": exp,
+        "grid": grid,
+        "cell": _cell(where, raw.get("cell", {}), grid["cell"]),
+        "input": _input(where, raw.get("input", {})),
+        "measure": _measure(
+            where,
+            raw.get("measure", {"grad_norms": True}),
+            grid["length"],
+            _smallest_state(grid),
+        ),
+    }
+    _check_lengths(where, grid, out["measure"])
+    _check_w_hh(where, grid, out["measure"])
+    if "quick" in raw:
+        quick_table = dict(_check_keys(where, "quick", raw["quick"], (*AXES, "seeds")))
+        # The overrides must themselves be valid grid values; kept resolved.
+        merged = _grid(where, {**grid, **quick_table})
+        _check_lengths(where, merged, out["measure"], "[quick] length")
+        out["quick"] = {k: merged[k] for k in quick_table}
+    return out
+
+
+def _check_w_hh(
+    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any]
+) -> None:
+    """A registered kind without ``W_hh`` (0 gate blocks) takes no gain other
+    than 1 and no measurement that reads ``W_hh`` (as a user's cell, in
+    ``_user_cells.check``)."""
+    kinds = [c for c in grid["cell"] if c in _names.CELLS and not _names.CELLS[c].gates]
+    if not kinds:
+        return
+    if any(g != 1.0 for g in grid["gain"]):
+        raise ConfigError(
+            f"{where}: [grid] gain scales params['W_hh'], and {kinds[0]} cells "
+            f"have none; use gain = [1.0] (got {grid['gain']})"
+        )
+    for m in measure:
+        if _specs.MEASUREMENTS[m].needs_w_hh:
+            raise ConfigError(
+                f"{where}: [measure] {m} reads params['W_hh'], and {kinds[0]} "
+                "cells have none"
+            )
+
+
+# -- quick, grid ------------------------------------------------------------------
+
+
+def quick(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config shrunk to run in seconds (in place), as :data:`QUICK_LIMITS`
+    says, then the config's own ``[quick]`` overrides."""
+    grid = config["grid"]
+    lim = QUICK_LIMITS
+    # Every distinct shape compiles once: keep few of them; gains share one.
+    grid["cell"] = grid["cell"][: lim["cells"]]
+    for axis in ("init", "input"):
+        grid[axis] = grid[axis][:1]
+    grid["gain"] = _ends(grid["gain"], 2)
+    if "layers" in grid:
+        grid["layers"] = _ends(grid["layers"], 2)
+    grid["seeds"] = grid["seeds"][: lim["seeds"]]
+    grid["length"] = [min(min(grid["length"]), lim["length"])]
+    grid["hidden_size"] = [min(min(grid["hidden_size"]), lim["hidden_size"])]
+    for key, value in config.pop("quick", {}).items():
+        grid[key] = value
+    smallest = _smallest_state(grid)
+    for opts in config["measure"].values():
+        if "warmup" in opts:
+            opts["warmup"] = min(opts["warmup"], min(grid["length"]) // 2)
+        if "k" in opts:
+            opts["k"] = min(opts["k"], smallest)
+    return config
+
+
+def _ends(values: list[Any], n: int) -> list[Any]:
+    if len(values) <= n:
+        return list(values)
+    return [values[0], values[-1]]
+
+
+def expand_grid(config: Mapping[str, Any]) -> list[Point]:
+    """The points of a resolved ``measure`` config, in a fixed order.
+
+    Axes vary slowest-first in the order ``cell, hidden_size, init, gain,
+    length, input`` (then ``layers`` where the config has it); every point
+    carries all the config's seeds.
+
+    Example:
+        >>> cfg = gf.sweep.validate({"grid": {"cell": ["rnn", "gru"], "seeds": 2}})
+        >>> [p.id for p in gf.sweep.expand_grid(cfg)][0]
+        'cell=rnn,hidden_size=32,init=torch,gain=1.0,length=100,input=gaussian'
+    """
+    if config["experiment"]["kind"] != "measure":
+        raise ValueError(
+            f"expand_grid needs a 'measure' config, got kind "
+            f"{config['experiment']['kind']!r}"
+        )
+    grid = config["grid"]
+    seeds = tuple(int(s) for s in grid["seeds"])
+    points = []
+    axes = [a for a in AXES if a in grid]  # layers: only where a config names it
+    for values in itertools.product(*(grid[a] for a in axes)):
+        coords = dict(zip(axes, values, strict=True))
+        points.append(Point(results.point_id(coords), coords, seeds))
+    return points
+
+
+def grid(config: Mapping[str, Any]) -> Grid:
+    """The points (:func:`expand_grid`), seeds and ``axes.json`` of a config."""
+    return Grid(
+        expand_grid(config),
+        list(config["grid"]["seeds"]),
+        _specs.array_axes(config["measure"]),
+    )
 
 
 def summary(records: Sequence[Mapping[str, Any]]) -> None:
@@ -36,68 +440,28 @@ def summary(records: Sequence[Mapping[str, Any]]) -> None:
     return None
 
 
+# -- the jax half, imported when a run starts ---------------------------------------
+
+
 def runner(config: Mapping[str, Any], ctx: Any):
-    """The point runner: one compiled function per shape signature (points that
-    differ only in gain share it), seeds batched and sharded over ``ctx``'s mesh.
+    """The point runner (``_point.runner``): imports jax."""
+    from ._point import runner as point_runner
 
-    Returns ``run(point) -> (arrays, metrics)`` (numpy, leading axis seed) with
-    an ``order(points)`` attribute that groups points of one signature, so each
-    compiles once and only one signature's host-made params are held at a time.
-    """
-    from gradflow import _names
+    return point_runner(config, ctx)
 
-    from ._point import (
-        build_cell,
-        host_params,
-        input_size,
-        point_function,
-        signature,
-    )
 
-    state: dict[str, Any] = {"sig": None, "fn": None, "params": None}
+def check(config: Mapping[str, Any]) -> None:
+    """Users' cells built on shapes (``_user_cells.check``): imports jax."""
+    from ._user_cells import check as check_user_cells
 
-    def run(point: Point) -> tuple[dict, dict]:
-        import jax
-        import numpy as np
+    check_user_cells(config)
 
-        sig = signature(config, point.coords)
-        if sig != state["sig"]:
-            state["sig"] = sig
-            key = ctx.cache_key(
-                {k: config[k] for k in ("cell", "input", "measure")}, sig
-            )
-            if key not in ctx.cache:
-                ctx.cache[key] = point_function(
-                    config,
-                    point.coords,
-                    sharding=ctx.sharding,
-                    batching=ctx.batching,
-                    compiler_options=ctx.compiler_options,
-                )
-            state["fn"] = ctx.cache[key]
-            state["params"] = None
-            if point.coords["init"] in _names.HOST_INITS:
-                cell = build_cell(config, point.coords)
-                size = input_size(config, point.coords)
-                rows = host_params(cell, size, ctx.padded_seeds, None)
-                state["params"] = jax.tree_util.tree_map(
-                    lambda a: ctx.to_global(np.asarray(a)), rows
-                )
-        # The gain is an argument, not a constant: one compile per signature.
-        out = state["fn"](
-            ctx.seed_array, state["params"], np.float32(point.coords["gain"])
-        )
-        arrays, metrics = ctx.to_host(out)
-        n = len(point.seeds)  # drop the padding to a multiple of the devices
-        return {k: v[:n] for k, v in arrays.items()}, {
-            k: v[:n] for k, v in metrics.items()
-        }
 
-    def order(todo: list[Point]) -> list[Point]:
-        first: dict[Any, int] = {}
-        for p in todo:
-            first.setdefault(signature(config, p.coords), len(first))
-        return sorted(todo, key=lambda p: first[signature(config, p.coords)])
-
-    run.order = order  # type: ignore[attr-defined]
-    return run
+MEASURE = ExperimentKind(
+    validate=validate,
+    quick=quick,
+    grid=grid,
+    runner=runner,
+    summary=summary,
+    check=check,
+)

@@ -1,8 +1,9 @@
-"""The measurements of a ``measure`` sweep, one function per spec entry.
+"""The measurements of a ``measure`` sweep: :data:`MEASUREMENTS`, name -> function.
 
 Each is ``f(ctx, params, xs, u) -> (arrays, metrics)`` for one seed, traced
 under ``jit`` and batched over seeds by :func:`gradflow.sweep._point.point_function`;
-``gradflow._specs.MEASUREMENTS`` names them and says what they write.
+``gradflow._specs.MEASUREMENTS`` says what each takes and writes (the same
+names; tests/test_names.py checks it).
 """
 
 from __future__ import annotations
@@ -14,11 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-import gradflow as gf
-from gradflow import _names
-from gradflow._measure._fixed import eigenvalues_at, visited_states
-
-from ._user_cells import has_w_hh
+from gradflow import _measure, _names, _specs, cells
 
 
 class PointContext(NamedTuple):
@@ -31,32 +28,39 @@ class PointContext(NamedTuple):
         activation: the RNN's nonlinearity (``"tanh"`` for gated cells).
     """
 
-    cell: gf.cells.Cell
+    cell: cells.Cell
     options: Mapping[str, Any]
     measure: Mapping[str, Any]
     activation: str
 
 
 def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]:
-    """``loss(hs (T, N)) -> ()``; the readout ``u`` has unit norm."""
+    """``loss(hs (T, N)) -> ()``, one of ``gradflow._specs.LOSSES``; the readout
+    ``u`` has unit norm.
+
+    Raises:
+        ValueError: ``kind`` is not one of ``gradflow._specs.LOSSES``.
+    """
     if kind == "last_linear":
         return lambda hs: jnp.dot(readout, hs[-1])
     if kind == "last_square":
         return lambda hs: 0.5 * jnp.sum(hs[-1] ** 2)
-    return lambda hs: jnp.sum(hs @ readout)
+    if kind == "sum_linear":
+        return lambda hs: jnp.sum(hs @ readout)
+    raise ValueError(f"loss must be one of {_specs.LOSSES}, got {kind!r}")
 
 
 def grad_norms(ctx: PointContext, params, xs, u):
     loss_fn = make_loss(ctx.options["loss"], u)
     # Log space: plain norms underflow float32 within a few hundred steps.
-    prof = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
+    prof = _measure.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
     log10 = prof.log10_norms
-    fit = gf.decay_rate(log10, log10=True)
+    fit = _measure.decay_rate(log10, log10=True)
     metrics = {
         "log10_grad_norm_step0": log10[0],
         "decay_rate": fit.rate,
         "half_life": fit.half_life,
-        "memory_horizon": gf.memory_horizon(log10),
+        "memory_horizon": _measure.memory_horizon(log10),
     }
     return {"log10_grad_norms": log10}, metrics
 
@@ -64,7 +68,9 @@ def grad_norms(ctx: PointContext, params, xs, u):
 def layer_grad_norms(ctx: PointContext, params, xs, u):
     loss_fn = make_loss(ctx.options["loss"], u)
     # Every layer of a stack in one reverse pass, in log space; (layers, T).
-    prof = gf.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True, layers="all")
+    prof = _measure.hidden_grad_norms(
+        ctx.cell, params, xs, loss_fn, log10=True, layers="all"
+    )
     log10 = prof.log10_norms
     return {"log10_layer_grad_norms": log10}, {
         "log10_grad_norm_step0_bottom": log10[0, 0]
@@ -72,18 +78,18 @@ def layer_grad_norms(ctx: PointContext, params, xs, u):
 
 
 def jacobian_norms(ctx: PointContext, params, xs, u):
-    jac = gf.jacobian_norms(ctx.cell, params, xs)
+    jac = _measure.jacobian_norms(ctx.cell, params, xs)
     return {"jacobian_log10_norms": jac.log10_norms}, {}
 
 
 def jacobian_singular_values(ctx: PointContext, params, xs, u):
-    spec = gf.jacobian_singular_values(ctx.cell, params, xs, k=ctx.options["k"])
+    spec = _measure.jacobian_singular_values(ctx.cell, params, xs, k=ctx.options["k"])
     return {"jacobian_log10_singular_values": spec.log10_singular_values}, {}
 
 
 def lyapunov(ctx: PointContext, params, xs, u):
     opts = ctx.options
-    lyap = gf.lyapunov_spectrum(
+    lyap = _measure.lyapunov_spectrum(
         ctx.cell, params, xs, k=opts["k"], warmup=opts["warmup"]
     )
     arrays = {
@@ -96,8 +102,10 @@ def lyapunov(ctx: PointContext, params, xs, u):
 
 
 def param_grad_by_step(ctx: PointContext, params, xs, u):
-    loss = ctx.measure.get("grad_norms", {}).get("loss", "last_linear")
-    by_step = gf.param_grad_by_step(ctx.cell, params, xs, make_loss(loss, u))
+    # the loss of grad_norms (its default when it is off): the same gradient
+    grad = _specs.MEASUREMENTS["grad_norms"].defaults
+    loss = ctx.measure.get("grad_norms", grad)["loss"]
+    by_step = _measure.param_grad_by_step(ctx.cell, params, xs, make_loss(loss, u))
     # a stack's share: its top layer's W_hh
     share = by_step.share[-1] if ctx.cell.layers else by_step.share
     return {"param_grad_share": share["W_hh"]}, {}
@@ -105,16 +113,17 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
 
 def bound(ctx: PointContext, params, xs, u):
     cell = ctx.cell
-    if any(c.kind in _names.NO_W_HH for c in (cell, *cell.layers)):
-        return {}, {}  # no W_hh, no bound to state
+    if any(c.kind in _names.CELLS and not _names.CELLS[c.kind].gates
+           for c in (cell, *cell.layers)):  # fmt: skip
+        return {}, {}  # no W_hh (an mLSTM, say): no bound to state
     if cell.kind == "custom" or any(c.kind == "custom" for c in cell.layers):
         # A user's cell: the theorem is the tanh RNN's; only sigma_max of a
         # W_hh it names means something here.
-        if cell.layers or not has_w_hh(params):
+        if cell.layers or not cells.has_w_hh(params):
             return {}, {}
-        sigma = gf.vanishing_bound(cell, params, w_hh=params["W_hh"]).sigma_max
+        sigma = _measure.vanishing_bound(cell, params, w_hh=params["W_hh"]).sigma_max
         return {}, {"sigma_max_whh": sigma}
-    b = gf.vanishing_bound(cell, params, ctx.activation)
+    b = _measure.vanishing_bound(cell, params, ctx.activation)
     # a stack: the largest over its layers (the layer furthest from vanishing)
     return {}, {
         "sigma_max_whh": jnp.max(b.sigma_max),
@@ -134,12 +143,12 @@ def fixed_points(ctx: PointContext, params, xs, u):
     cell = ctx.cell
     # A short sequence (e.g. --quick) visits fewer states than starts asked for.
     count = min(opts["starts"], xs.shape[0])
-    starts = gf.sample_states(cell, params, xs, count, key=jax.random.key(0))
-    cand = gf.fixed_point_candidates(
+    starts = _measure.sample_states(cell, params, xs, count, key=jax.random.key(0))
+    cand = _measure.fixed_point_candidates(
         cell, params, None, starts, max_steps=opts["max_steps"]
     )
     zero = jnp.zeros(xs.shape[-1:], cand.states.dtype)
-    eig = eigenvalues_at(cell, params, zero, cand.states)
+    eig = _measure.eigenvalues_at(cell, params, zero, cand.states)
     modulus = jnp.abs(eig[:, 0])
     conv = cand.converged
     gap = jnp.max(jnp.abs(cand.states[:, None] - cand.states[None]), axis=-1)
@@ -159,7 +168,7 @@ def fixed_points(ctx: PointContext, params, xs, u):
         "fixed_point_speeds": cand.speeds,
         "fixed_point_eigenvalues": eig,
         "fixed_point_distinct": distinct,
-        "fixed_point_trajectory": visited_states(cell, params, xs),
+        "fixed_point_trajectory": _measure.visited_states(cell, params, xs),
     }
     if cell.kind == "rnn":
         # After the points' eig, not beside it: two batched LAPACK calls at
@@ -173,3 +182,40 @@ def fixed_points(ctx: PointContext, params, xs, u):
         "fixed_point_attracts": jnp.where(found, stable[best], jnp.nan),
     }
     return arrays, metrics
+
+
+#: Measurement name -> its function (the names of ``gradflow._specs.MEASUREMENTS``).
+MEASUREMENTS: dict[str, Callable[..., tuple[dict, dict]]] = {
+    "grad_norms": grad_norms,
+    "layer_grad_norms": layer_grad_norms,
+    "jacobian_norms": jacobian_norms,
+    "jacobian_singular_values": jacobian_singular_values,
+    "lyapunov": lyapunov,
+    "fixed_points": fixed_points,
+    "param_grad_by_step": param_grad_by_step,
+    "bound": bound,
+}
+
+
+def register_measurement(
+    name: str, spec: _specs.Measurement, run: Callable[..., tuple[dict, dict]]
+) -> None:
+    """Add a measurement defined outside gradflow; see docs/extending.md.
+
+    Args:
+        name: what a ``[measure]`` section switches on.
+        spec: what it takes, writes and draws (``gradflow.sweep.Measurement``).
+        run: ``run(ctx, params, xs, u) -> (arrays, metrics)`` for one seed,
+            traced under ``jit`` (``ctx``: a ``PointContext``).
+
+    Raises:
+        ValueError: ``name`` is taken or not an identifier, or the spec is
+            inconsistent (see ``gradflow._specs.register_measurement``).
+        TypeError: ``run`` is not callable or ``spec`` not a ``Measurement``.
+    """
+    if not callable(run):
+        raise TypeError(
+            f"run of measurement {name!r} must be callable, got {type(run).__name__}"
+        )
+    _specs.register_measurement(name, spec)
+    MEASUREMENTS[name] = run

@@ -1,6 +1,7 @@
-"""One grid point as compiled programs of its seeds, one per measurement.
+"""The ``measure`` kind's jax half: each grid point as compiled programs of its seeds.
 
-``point_function`` builds, for a point's shapes, a function
+:func:`runner` runs the points of a config, one compiled function per shape
+signature. ``point_function`` builds, for a point's shapes, a function
 ``f(seeds (S,), params, gain ()) -> (arrays, metrics)`` that runs every
 seed at once (``vmap`` or ``lax.map``, per measurement) and whose programs are
 compiled once per shape signature: points that differ only in gain share them.
@@ -19,17 +20,67 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-import gradflow as gf
-from gradflow import _names, _specs
-from gradflow.cells import make as make_cell
+from gradflow import _names, _specs, cells
 
-from ._config import task_inputs
-from ._measures import PointContext
+from ._inputs import input_size, sample_input
+from ._kind import Point
+from ._measures import MEASUREMENTS, PointContext
 from ._user_cells import build as user_cell
-from ._user_cells import has_w_hh, traced
+from ._user_cells import traced
 
-#: Initialisers that run on the host (eigvals) and so cannot be traced.
-HOST_INITS = _names.HOST_INITS
+
+def runner(config: Mapping[str, Any], ctx: Any) -> Callable[[Point], tuple]:
+    """The point runner: one compiled function per shape signature (points that
+    differ only in gain share it), seeds batched and sharded over ``ctx``'s mesh.
+
+    Returns ``run(point) -> (arrays, metrics)`` (numpy, leading axis seed) with
+    an ``order(points)`` attribute that groups points of one signature, so each
+    compiles once and only one signature's host-made params are held at a time.
+    """
+    state: dict[str, Any] = {"sig": None, "fn": None, "params": None}
+
+    def run(point: Point) -> tuple[dict, dict]:
+        sig = signature(config, point.coords)
+        if sig != state["sig"]:
+            state["sig"] = sig
+            key = ctx.cache_key(
+                {k: config[k] for k in ("cell", "input", "measure")}, sig
+            )
+            if key not in ctx.cache:
+                ctx.cache[key] = point_function(
+                    config,
+                    point.coords,
+                    sharding=ctx.sharding,
+                    batching=ctx.batching,
+                    compiler_options=ctx.compiler_options,
+                )
+            state["fn"] = ctx.cache[key]
+            state["params"] = None
+            if point.coords["init"] in _names.HOST_INITS:
+                cell = build_cell(config, point.coords)
+                size = input_size(config, point.coords)
+                rows = host_params(cell, size, ctx.padded_seeds, None)
+                state["params"] = jax.tree_util.tree_map(
+                    lambda a: ctx.to_global(np.asarray(a)), rows
+                )
+        # The gain is an argument, not a constant: one compile per signature.
+        out = state["fn"](
+            ctx.seed_array, state["params"], np.float32(point.coords["gain"])
+        )
+        arrays, metrics = ctx.to_host(out)
+        n = len(point.seeds)  # drop the padding to a multiple of the devices
+        return {k: v[:n] for k, v in arrays.items()}, {
+            k: v[:n] for k, v in metrics.items()
+        }
+
+    def order(todo: list[Point]) -> list[Point]:
+        first: dict[Any, int] = {}
+        for p in todo:
+            first.setdefault(signature(config, p.coords), len(first))
+        return sorted(todo, key=lambda p: first[signature(config, p.coords)])
+
+    run.order = order  # type: ignore[attr-defined]
+    return run
 
 
 def signature(config: Mapping[str, Any], coords: Mapping[str, Any]) -> tuple:
@@ -44,7 +95,7 @@ def signature(config: Mapping[str, Any], coords: Mapping[str, Any]) -> tuple:
     )
 
 
-def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells.Cell:
+def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> cells.Cell:
     """The point's cell with gain 1 (the sweep scales ``W_hh`` by the gain).
 
     With a ``layers`` coordinate above 1, a stack of that many such cells.
@@ -61,9 +112,9 @@ def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> gf.cells
         for key in _names.CELLS[coords["cell"]].options:
             if key in opts:
                 kwargs[key] = opts[key]
-        cell = make_cell(coords["cell"], coords["hidden_size"], **kwargs)
+        cell = cells.make(coords["cell"], coords["hidden_size"], **kwargs)
     layers = coords.get("layers", 1)
-    return gf.cells.stack([cell] * layers) if layers > 1 else cell
+    return cells.stack([cell] * layers) if layers > 1 else cell
 
 
 def seed_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -72,39 +123,15 @@ def seed_keys(seed: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return k_p, k_x, k_u
 
 
-def host_params(
-    cell: gf.cells.Cell, input_size: int, seeds: np.ndarray, sharding
-) -> Any:
+def host_params(cell: cells.Cell, input_size: int, seeds: np.ndarray, sharding) -> Any:
     """Params of every seed stacked on a leading axis (gain 1), made on the host.
 
-    For initialisers that cannot be traced (:data:`HOST_INITS`); the others are
-    made inside the point's compiled function.
+    For initialisers that cannot be traced (``gradflow._names.HOST_INITS``);
+    the others are made inside the point's compiled function.
     """
     rows = [cell.init(seed_keys(jnp.uint32(s))[0], input_size) for s in seeds]
     stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *rows)
     return stacked if sharding is None else jax.device_put(stacked, sharding)
-
-
-def input_size(config: Mapping[str, Any], coords: Mapping[str, Any]) -> int:
-    """Features per step: ``[input] size`` for noise, the task's width otherwise."""
-    if coords["input"] in task_inputs():
-        return gf.tasks.make(coords["input"], coords["length"]).input_size
-    return config["input"]["size"]
-
-
-def sample_input(kind: str, key: jax.Array, shape: tuple[int, ...], scale: float):
-    """One input sequence ``(T', D)``: noise of ``shape``, or a task's inputs.
-
-    A task's sequence has the task's own number of steps (``T + 20`` for copy).
-    """
-    if kind in task_inputs():
-        task = gf.tasks.make(kind, shape[0])
-        return task.sample(key, 1).xs[:, 0].astype(jnp.float32)
-    if kind == "gaussian":
-        return scale * jax.random.normal(key, shape)
-    if kind == "uniform":
-        return jax.random.uniform(key, shape, minval=-scale, maxval=scale)
-    return jnp.zeros(shape)
 
 
 BATCHINGS = ("auto", *_specs.BATCHINGS)
@@ -121,7 +148,7 @@ def point_function(
     """``f(seeds (S,), params, gain) -> (arrays, metrics)``, of compiled programs.
 
     ``params`` is ``None`` (each seed's params are made inside from its key) or,
-    for :data:`HOST_INITS`, the stacked params from :func:`host_params`.
+    for ``gradflow._names.HOST_INITS``, the stacked params from :func:`host_params`.
     Every output has a leading seed axis (``S``, a multiple of the number of
     devices in ``sharding``'s mesh).
 
@@ -146,7 +173,8 @@ def point_function(
         k_p, k_x, k_u = seed_keys(seed)
         if params is None:
             params = cell.init(k_p, size)
-        params = _scale_w_hh(params, gain)
+        # a user's cell without W_hh only runs at gain 1 (_user_cells.check)
+        params = cells.scale_w_hh(params, gain)
         xs = sample_input(coords["input"], k_x, (length, size), scale)
         u = jax.random.normal(k_u, (width,))
         return params, xs, u / jnp.linalg.norm(u)
@@ -158,7 +186,7 @@ def point_function(
     for name in names:
         spec = _specs.MEASUREMENTS[name]
         ctx = PointContext(cell, measure.get(name, {}), measure, activation)
-        fn = functools.partial(_names.resolve(spec.run), ctx)
+        fn = functools.partial(MEASUREMENTS[name], ctx)
         chosen.append((fn, spec.batching if batching == "auto" else batching))
 
     def inputs_of(seeds, params, gain):
@@ -186,19 +214,6 @@ def point_function(
         return arrays, metrics
 
     return point
-
-
-def _scale_w_hh(params: Any, gain: jax.Array) -> Any:
-    """``W_hh`` times the gain (every layer's, for a stack's tuple of params).
-
-    A user's cell without a ``W_hh`` is left as it is: the run refused its
-    config unless every gain is 1 (``_user_cells.check``).
-    """
-    if not has_w_hh(params):
-        return params
-    if isinstance(params, tuple):
-        return tuple(_scale_w_hh(p, gain) for p in params)
-    return {**params, "W_hh": gain * params["W_hh"]}
 
 
 def _batch(fn: Callable, mode: str, sharding) -> Callable:

@@ -33,6 +33,11 @@ class Progress:
         self._t0 = time.perf_counter()
         self._name = ""
 
+    def announce(self, name: str, size: str) -> None:
+        """Say the grid's size (``"4 points x 2 seeds"``) before anything runs."""
+        if self.mode != "none":
+            self._print(f"{name}: {size}; the time left is shown after the first point")
+
     def start(self, name: str, total: int, done: int) -> None:
         self._name, self._total, self._done = name, total, done
         self._t0 = time.perf_counter()

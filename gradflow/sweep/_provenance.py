@@ -11,12 +11,15 @@ from typing import Any
 
 import numpy as np
 
-import gradflow
+from gradflow._version import __version__
+
+#: The ``gradflow`` package folder.
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str | None:
     """The commit of the gradflow checkout in use, or ``None`` (not a git tree)."""
-    here = Path(gradflow.__file__).resolve().parent
+    here = _PACKAGE
     try:
         out = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"],
@@ -45,7 +48,7 @@ def provenance(seeds: list[int], devices: list[Any] | None = None) -> dict[str, 
 
     devices = list(devices) if devices is not None else jax.devices()
     return {
-        "gradflow": gradflow.__version__,
+        "gradflow": __version__,
         "jax": jax.__version__,
         "numpy": np.__version__,
         "python": sys.version.split()[0],

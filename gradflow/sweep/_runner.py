@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -19,21 +18,18 @@ import tomli_w
 
 from gradflow import results
 
-from ._config import kind_module, load_config
-from ._config import quick as quick_config
-from ._grid import Point
 from ._interrupt import StopRequest, deferred_interrupt
+from ._kind import ExperimentKind, Grid, Point
+from ._kinds import kind_of, load_config
+from ._kinds import quick as quick_config
 from ._lock import directory_lock
 from ._progress import Progress
 
 #: XLA options for ``--quick`` runs on CPU: about half the compile time.
 QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
-#: Seconds the other processes of a multi-process run wait for process 0 to
-#: claim the results directory before giving up (``GRADFLOW_CLAIM_TIMEOUT_S``).
-CLAIM_TIMEOUT_S = 600.0
-
-_claims = itertools.count()
+#: The longest refusal message process 0 sends the others (bytes of UTF-8).
+CLAIM_MESSAGE_BYTES = 4096
 
 #: What ``force=True`` deletes from a directory that holds another config's
 #: results (then ``config.toml`` is replaced). Other files are left alone.
@@ -143,35 +139,30 @@ def _to_host(tree: Any) -> Any:
 def _share_claim(out: Path, error: BaseException | None) -> None:
     """Process 0 tells the others whether it claimed ``out``; they wait for it.
 
-    Over the ``jax.distributed`` key-value store, with a timeout: a barrier
-    would leave every other process waiting forever when process 0 refuses.
+    Process 0 reaches this whether it claimed ``out`` or refused it, and
+    broadcasts its answer (the refusal's message, or nothing) to every process:
+    a plain barrier would leave the others waiting forever when it refuses. A
+    process 0 that never gets here has died, and the others stop at the
+    heartbeat timeout.
 
     Raises:
         ValueError: (other processes) process 0 refused the directory.
-        TimeoutError: (other processes) process 0 did not answer in time.
     """
     import jax
 
     if jax.process_count() == 1:
         return
-    from jax._src import distributed
+    from jax.experimental import multihost_utils
 
-    client = distributed.global_state.client
-    key = f"gradflow/claim/{next(_claims)}"
-    if _is_writer():
-        client.key_value_set(key, "ok" if error is None else f"{error}")
-        return
-    timeout = float(os.environ.get("GRADFLOW_CLAIM_TIMEOUT_S", CLAIM_TIMEOUT_S))
-    try:
-        answer = client.blocking_key_value_get(key, int(timeout * 1000))
-    except Exception as err:  # the client raises a bare XlaRuntimeError
-        raise TimeoutError(
-            f"process {jax.process_index()}: process 0 did not claim {out} within "
-            f"{timeout:g} s (GRADFLOW_CLAIM_TIMEOUT_S); is it running the same "
-            f"command? ({err})"
-        ) from None
-    if answer != "ok":
-        raise ValueError(f"process 0 refused {out}: {answer}")
+    # int32 codes: what every collective backend (gloo on CPU too) can sum
+    message = np.zeros(CLAIM_MESSAGE_BYTES, np.int32)
+    if error is not None:
+        text = (str(error) or type(error).__name__).encode()[:CLAIM_MESSAGE_BYTES]
+        message[: len(text)] = np.frombuffer(text, np.uint8)
+    answer = np.asarray(multihost_utils.broadcast_one_to_all(message))
+    if not _is_writer() and answer.any():
+        text = answer.astype(np.uint8).tobytes().rstrip(b"\0")
+        raise ValueError(f"process 0 refused {out}: {text.decode(errors='replace')}")
 
 
 def _is_writer() -> bool:
@@ -191,6 +182,7 @@ def run(
     on_point: Callable[[str], None] | None = None,
     batching: str = "auto",
     cache: dict | None = None,
+    max_points: int | None = None,
 ) -> Path:
     """Run every point of an experiment into a results directory.
 
@@ -211,7 +203,7 @@ def run(
     the results are gathered, and process 0 alone writes the directory.
 
     Args:
-        config: a resolved config (:func:`load_config`) or a TOML path.
+        config: a resolved config (:func:`load_config`) or a TOML file's path.
         out: the results directory (created).
         quick: shrink the grid first (:func:`quick`), for smoke tests.
         progress: ``"auto"``, ``"bar"``, ``"lines"``, ``"none"`` or a
@@ -226,24 +218,31 @@ def run(
         cache: a dict to keep compiled point functions in; pass the same dict
             to several runs in one process (e.g. a run and its resumption) and
             they compile each shape once. ``None``: a fresh one per call.
+        max_points: refuse a grid of more points than this (``None``: any),
+            before anything is written.
 
     Returns:
         ``out`` as a ``Path``.
 
     Raises:
-        ConfigError: an invalid config file.
+        ConfigError: an invalid config file, or one the compute layer refuses
+            (e.g. a user's cell that cannot be built).
+        GridTooLarge: the grid has more than ``max_points`` points.
         ValueError: ``out`` holds results of a different config.
     """
     if isinstance(config, str | Path):
-        config = load_config(config)
-    if quick:
+        config = load_config(config, quick=quick)
+    elif quick:
         config = quick_config(config)
+    kind = kind_of(config)
+    grid = kind.grid(config)  # the one expansion of this run's grid
+    size = f"{len(grid.points):,} points x {len(grid.seeds)} seeds"
+    if max_points is not None and len(grid.points) > max_points:
+        raise GridTooLarge(f"the grid has {size}, more than the {max_points:,} allowed")
     out = check_out(out)
-    if config["experiment"]["kind"] == "measure":
-        from ._user_cells import check as check_user_cells
-
-        check_user_cells(config)  # imports and builds them before any file is made
+    kind.check(config)  # e.g. imports and builds users' cells before any file is made
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
+    reporter.announce(config["experiment"]["name"], size)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(deferred_interrupt())
         error = None
@@ -251,7 +250,7 @@ def run(
             try:
                 stack.enter_context(directory_lock(out))
                 claim_directory(out, config, force=force)
-                _tidy(out, config)
+                _tidy(out, grid)
             except BaseException as err:
                 error = err
         _share_claim(out, error)  # every process then sees the same finished points
@@ -268,6 +267,8 @@ def run(
         stack.enter_context(single_threaded_lapack())
         return _run(
             config,
+            kind,
+            grid,
             out,
             reporter,
             devices,
@@ -301,13 +302,17 @@ def check_out(out: str | os.PathLike) -> Path:
     return path
 
 
+class GridTooLarge(ValueError):
+    """A grid of more points than ``run(..., max_points=)`` allows."""
+
+
 def grid_points(config: Mapping[str, Any]) -> tuple[list[Point], list[int]]:
     """Every point of a config's grid and its seeds (any experiment kind)."""
-    kind = kind_module(config["experiment"]["kind"])
-    return kind.points(config), kind.seeds(config)
+    grid = kind_of(config).grid(config)
+    return grid.points, grid.seeds
 
 
-def _tidy(out: Path, config: Mapping[str, Any]) -> None:
+def _tidy(out: Path, grid: Grid) -> None:
     """Under the lock: clear what a killed run left and check finished points.
 
     Removes temporary files (a write cut short), cuts a torn last line off
@@ -317,9 +322,8 @@ def _tidy(out: Path, config: Mapping[str, Any]) -> None:
     for tmp in [*out.glob(".*.tmp"), *(out / results.POINTS).glob(".*.tmp")]:
         tmp.unlink(missing_ok=True)
     results.repair_metrics(out)
-    kind = kind_module(config["experiment"]["kind"])
-    axes = kind.axes(config)
-    n_seeds = len(kind.seeds(config))
+    axes = grid.axes
+    n_seeds = len(grid.seeds)
     results.atomic_write_json(out / results.AXES, axes)
     bad = []
     for record in results.read_metrics(out):
@@ -438,6 +442,8 @@ class RunContext(NamedTuple):
 
 def _run(
     config,
+    kind: ExperimentKind,
+    grid: Grid,
     out,
     reporter,
     devices,
@@ -450,11 +456,9 @@ def _run(
     """The one loop of every experiment kind: each unfinished point once."""
     import jax
 
-    kind = kind_module(config["experiment"]["kind"])
     t0 = time.perf_counter()
     devices = list(devices) if devices is not None else jax.devices()
-    seeds = kind.seeds(config)
-    points = kind.points(config)
+    seeds, points = grid.seeds, grid.points
     prov, spent = _start_provenance(out, seeds, devices, len(points))
     done = _finished(out)
     todo = [p for p in points if p.id not in done]

@@ -18,25 +18,28 @@ type, a cell without ``init``, a gain other than 1 for params without a
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-import gradflow as gf
-from gradflow import _names
-from gradflow._measure._common import state_size
+from gradflow import _names, _specs, cells
 
 from ._config import ConfigError
-
-#: The keyword arguments of a built-in builder that a factory may take.
-SHARED_OPTIONS = ("recurrent_init", "input_init", "bias_init")
+from ._inputs import input_size as input_width
 
 
-def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> gf.cells.Cell:
+def resolve(name: str) -> Callable[..., Any]:
+    """The factory a ``"module:function"`` name in a config names, imported."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> cells.Cell:
     """The cell of factory ``name`` at ``hidden_size``, its ``init`` attached.
 
     ``options`` are the shared builder keywords; those the factory's signature
@@ -48,7 +51,7 @@ def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> gf.cells.C
     """
     where = f"[grid] cell {name!r}"
     try:
-        factory = _names.resolve(name)
+        factory = resolve(name)
     except (ImportError, AttributeError) as err:
         raise ConfigError(
             f"{where}: cannot import it ({type(err).__name__}: {err})"
@@ -58,12 +61,12 @@ def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> gf.cells.C
             f"{where}: expected a callable factory, got {type(factory).__name__}"
         )
     made = factory(hidden_size, **_taken(factory, options))
-    if isinstance(made, gf.cells.Cell):
+    if isinstance(made, cells.Cell):
         return made
     if (
         isinstance(made, tuple)
         and len(made) == 2
-        and isinstance(made[0], gf.cells.Cell)
+        and isinstance(made[0], cells.Cell)
         and callable(made[1])
     ):
         return made[0]._replace(init=made[1])
@@ -75,14 +78,7 @@ def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> gf.cells.C
 
 def takes_init(name: str) -> bool:
     """Whether factory ``name`` takes ``recurrent_init`` (the ``init`` axis)."""
-    return "recurrent_init" in _taken(_names.resolve(name), {"recurrent_init": None})
-
-
-def has_w_hh(params: Any) -> bool:
-    """Whether the sweep can scale these params' recurrent matrix by the gain."""
-    if isinstance(params, tuple):
-        return all(has_w_hh(p) for p in params)
-    return isinstance(params, Mapping) and "W_hh" in params
+    return "recurrent_init" in _taken(resolve(name), {"recurrent_init": None})
 
 
 def check(config: Mapping[str, Any]) -> None:
@@ -97,10 +93,10 @@ def check(config: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: naming ``[grid] cell`` and what was expected.
     """
-    from ._point import input_size as input_width
-
     grid = config["grid"]
     users = [c for c in grid["cell"] if _names.is_factory(c)]
+    if not users:
+        return
     gains = [g for g in grid["gain"] if g != 1.0]
     sizes = {
         input_width(config, {"input": i, "length": max(grid["length"])})
@@ -121,18 +117,19 @@ def check(config: Mapping[str, Any]) -> None:
                 raise ConfigError(
                     f"{where}: hidden_size {n}, input size {input_size}: {err}"
                 ) from err
-            scalable = has_w_hh(params)
+            scalable = cells.has_w_hh(params)
             if gains and not scalable:
                 raise ConfigError(
                     f"{where}: [grid] gain scales params['W_hh'], and this cell's "
                     f"params have none; use gain = [1.0] (got {grid['gain']})"
                 )
-            if "param_grad_by_step" in config["measure"] and not scalable:
-                raise ConfigError(
-                    f"{where}: [measure] param_grad_by_step records the share of "
-                    "params['W_hh'], and this cell's params have none"
-                )
-            state = state_size(cell, jnp.float32) * min(grid.get("layers", [1]))
+            for m in config["measure"]:
+                if _specs.MEASUREMENTS[m].needs_w_hh and not scalable:
+                    raise ConfigError(
+                        f"{where}: [measure] {m} reads params['W_hh'], and this "
+                        "cell's params have none"
+                    )
+            state = cells.state_size(cell, jnp.float32) * min(grid.get("layers", [1]))
             for m, opts in config["measure"].items():
                 if opts.get("k", 0) > state:
                     raise ConfigError(
@@ -141,7 +138,7 @@ def check(config: Mapping[str, Any]) -> None:
                     )
 
 
-def traced(cell: gf.cells.Cell, input_size: int) -> tuple[Any, Any, Any]:
+def traced(cell: cells.Cell, input_size: int) -> tuple[Any, Any, Any]:
     """``(params, carry, h)`` of one example as shapes, from one traced step."""
     params = jax.eval_shape(lambda k: cell.init(k, input_size), jax.random.key(0))
     x = jax.ShapeDtypeStruct((input_size,), jnp.float32)

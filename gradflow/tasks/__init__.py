@@ -7,6 +7,7 @@ documents its chance-level loss and accuracy (``task.chance_loss``,
 
 from ._generators import (
     ADDING_TOLERANCE,
+    BUILDERS,
     TASK_NAMES,
     adding,
     copy,
@@ -18,6 +19,7 @@ from ._task import Batch, Task, binary_cross_entropy
 
 __all__ = [
     "ADDING_TOLERANCE",
+    "BUILDERS",
     "TASK_NAMES",
     "Batch",
     "Task",

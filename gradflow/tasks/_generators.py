@@ -283,8 +283,17 @@ def sentiment(
 #: The built-in tasks (the registry, ``gradflow._names.TASKS``, may hold more).
 TASK_NAMES = tuple(_names.TASKS)
 
+#: Task name -> ``builder(length, **options) -> Task`` (the names of
+#: ``gradflow._names.TASKS``).
+BUILDERS = {
+    "adding": adding,
+    "copy": copy,
+    "temporal_order": temporal_order,
+    "sentiment": sentiment,
+}
+
 
 def make(name: str, length: int, **options) -> Task:
     """Build a task by name, as a config file names it: ``make("adding", 100)``."""
-    entry = _names._get("task", _names.TASKS, name)
-    return _names.resolve(entry.builder)(length, **options)
+    _names.lookup("task", _names.TASKS, name)
+    return BUILDERS[name](length, **options)
