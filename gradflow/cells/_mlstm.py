@@ -86,7 +86,7 @@ def mlstm(
     with tangents in the units of ``C = e^{m} C'``: ``∂s_{t+1}/∂s_t`` is
     ``σ(f̃_t)`` times the identity on head ``j``'s ``C`` and ``n`` entries and
     zero on ``m`` (a gauge, no information). So ``‖∂s_T/∂s_t‖ = max_j
-    Π_{u=t+1}^{T} σ(f̃_{j,u})`` exactly, the Lyapunov exponents are the mean
+    Π_{u=t}^{T−1} σ(f̃_{j,u})`` exactly (``s_t`` the carry entering step ``t``), the Lyapunov exponents are the mean
     ``log σ(f̃)`` per head (each ``d² + d`` times) plus ``H`` unresolved ones
     for ``m``, and at a fixed point the eigenvalues are ``σ(f̃)`` and 0. The
     Jacobians of the stabilised carry itself would depend on the gauge: when
@@ -99,6 +99,10 @@ def mlstm(
     :func:`gradflow.hidden_grad_norms` of an mLSTM is each ``h_t``'s own term
     in the loss (with a warning); measure the gradient through time with
     :func:`gradflow.jacobian_norms` or the carry.
+    :func:`gradflow.param_grad_by_step` splits every param's gradient by step
+    (derivatives by the params are the ordinary ones); a sweep's
+    ``param_grad_by_step``, which records the share of ``W_hh``, refuses the
+    mLSTM, as it refuses a ``gain`` other than 1.
 
     Args:
         hidden_size: ``N``, the width of ``h`` (all heads together).
