@@ -86,10 +86,11 @@ def mlstm(
     with tangents in the units of ``C = e^{m} C'``: ``∂s_{t+1}/∂s_t`` is
     ``σ(f̃_t)`` times the identity on head ``j``'s ``C`` and ``n`` entries and
     zero on ``m`` (a gauge, no information). So ``‖∂s_T/∂s_t‖ = max_j
-    Π_{u=t}^{T−1} σ(f̃_{j,u})`` exactly (``s_t`` the carry entering step ``t``), the Lyapunov exponents are the mean
-    ``log σ(f̃)`` per head (each ``d² + d`` times) plus ``H`` unresolved ones
-    for ``m``, and at a fixed point the eigenvalues are ``σ(f̃)`` and 0. The
-    Jacobians of the stabilised carry itself would depend on the gauge: when
+    Π_{u=t}^{T−1} σ(f̃_{j,u})`` exactly (``s_t`` the carry entering step
+    ``t``), the Lyapunov exponents are the mean ``log σ(f̃)`` per head
+    (each ``d² + d`` times) plus ``H`` unresolved ones for ``m``, and at a
+    fixed point the eigenvalues are ``σ(f̃)`` and 0. The Jacobians of the
+    stabilised carry itself would depend on the gauge: when
     the forget gate dominates, ``m`` absorbs the decay (``m' = log f + m``) and
     ``∂C'_{t+1}/∂C'_t = I``, hiding the vanishing that ``C`` shows. Tangents
     in these units stay finite while ``m`` does not exceed the dtype's exponent
