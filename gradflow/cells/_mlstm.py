@@ -123,8 +123,8 @@ def mlstm(
         before ``k``'s ``1/√d``. ``init`` follows its ``mLSTMCell`` and
         ``mLSTMLayer``: ``W_i = W_f = 0``, ``b_i ~ N(0, 0.1²)``, ``b_f``
         evenly spaced from 3 to 6 over the heads, ``W_q, W_k, W_v, W_o ~
-        N(0, 2/(5D))`` and zero ``b_q, b_k, b_v, b_o``. ``unroll`` runs it as
-        an associative scan over time (``cell._replace(linear=None)`` steps).
+        N(0, 2/(5D))`` and zero ``b_q, b_k, b_v, b_o``. ``unroll`` runs it by
+        associative scans (``cell._replace(linear=None)`` steps it).
     """
     n = check_int("hidden_size", hidden_size)
     heads = check_int("heads", heads)
