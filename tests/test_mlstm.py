@@ -240,6 +240,20 @@ def test_hidden_grad_norms_is_the_direct_term():
     np.testing.assert_allclose(prof.norms, direct, rtol=1e-9)
 
 
+@pytest.mark.usefixtures("x64")
+def test_state_grad_norms_decay_by_the_forget_gate():
+    """``of="state"``: with a loss on the last output only, ``∂L/∂s_t`` (in the
+    units of C) shrinks by the forget gate per step back; gates input-free."""
+    cell, params, xs = _setup(jnp.float64, gates=False, steps=10)
+    params = {**params, "b_f": jnp.asarray([1.0, 1.0])}
+    prof = gf.hidden_grad_norms(
+        cell, params, xs, lambda hs: jnp.sum(hs[-1] ** 2), of="state", log10=True
+    )
+    steps_back = np.diff(np.asarray(prof.log10_norms)[:-1], axis=0)
+    want = np.log10(1.0 / (1.0 + np.exp(-1.0)))
+    np.testing.assert_allclose(-steps_back, want, rtol=1e-9)
+
+
 def test_vmap_over_params_and_batch():
     cell, params, xs = _setup(jnp.float32, steps=10)
     stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), params)

@@ -98,8 +98,9 @@ def mlstm(
 
     ``h_t`` is a readout (no later step reads it), so
     :func:`gradflow.hidden_grad_norms` of an mLSTM is each ``h_t``'s own term
-    in the loss (with a warning); measure the gradient through time with
-    :func:`gradflow.jacobian_norms` or the carry.
+    in the loss (with a warning); ``of="state"`` measures ``‖∂L/∂s_t‖`` of
+    the carry (in the units of ``C``: it shrinks by ``σ(f̃)`` per step back),
+    and :func:`gradflow.jacobian_norms` the products.
     :func:`gradflow.param_grad_by_step` splits every param's gradient by step
     (derivatives by the params are the ordinary ones); a sweep's
     ``param_grad_by_step``, which records the share of ``W_hh``, refuses the
