@@ -31,12 +31,15 @@ class CellKind(NamedTuple):
             takes beyond the shared ones (``activation``, ``forget_bias``).
         torch_name: the ``torch.nn`` class with the same weights (``"LSTM"``),
             or ``None``.
+        width_bound: its inputs must be ``hidden_size`` wide (a layer that
+            maps width H to H: the LRU, the selective SSM).
     """
 
     state_multiplier: int = 1
     gates: int = 1
     options: tuple[str, ...] = ()
     torch_name: str | None = None
+    width_bound: bool = False
 
 
 #: Cell kinds by the name a config file uses.
@@ -44,6 +47,15 @@ CELLS: dict[str, CellKind] = {
     "rnn": CellKind(1, 1, ("activation",), "RNN"),
     "lstm": CellKind(2, 4, ("forget_bias",), "LSTM"),
     "gru": CellKind(1, 3, (), "GRU"),
+    # Linear in their state: no W_hh (0 gate blocks); state_multiplier holds
+    # at their default state_size.
+    "lru": CellKind(2, 0, ("state_size", "r_min", "r_max", "max_phase"), None, True),
+    "min_gru": CellKind(1, 0, ("candidate",)),
+    "min_lstm": CellKind(1, 0, ("candidate",)),
+    "selective_ssm": CellKind(16, 0, ("state_size",), None, True),
+    # no W_hh either; its carry is N²/H + N + H entries (H heads): 1 * N is a
+    # lower bound, which is what the config's check of a measurement's k needs
+    "mlstm": CellKind(1, 0, ("heads",)),
 }
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is

@@ -13,7 +13,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_int, check_sequence
-from .cells import Cell, check_params
+from .cells import Cell, check_params, scan_linear
 
 
 def check_cell(cell: Any) -> Cell:
@@ -114,6 +114,12 @@ def unroll(
             or a chunk length. The backward pass then stores ``O(T/k + k)``
             states instead of ``O(T)`` and recomputes the rest.
 
+    A cell linear in its state (``cell.linear``, e.g. :func:`gradflow.cells.lru`)
+    runs as ``jax.lax.associative_scan`` over blocks of ``LINEAR_BLOCK``
+    steps, the state carried from block to block;
+    ``cell._replace(linear=None)`` steps it sequentially instead (the same
+    numbers to rounding).
+
     Returns:
         ``(carry_T, hs)`` with ``hs (T, *batch, hidden_size)``.
 
@@ -147,7 +153,28 @@ def chunk_length(remat: bool | int, steps: int) -> int:
     return check_int("remat", remat)
 
 
+# Steps per associative scan of a linear cell; a lax.scan carries the state
+# from block to block. Short blocks measured fastest on CPU (LRU, state 256,
+# batch 32: blocks of 8 about 2x the sequential scan, blocks of 512 half of
+# it; see benchmarks/README.md): the scan's log-depth passes over a long
+# block move its elements through memory many times.
+LINEAR_BLOCK = 8
+
+
+def _scan_linear(cell: Cell, params, xs, carry):
+    """``(carry, hs)`` of a linear cell by associative scans over short blocks."""
+
+    def run(c, block):
+        return scan_linear(cell.linear, params, c, cell.project(params, block))
+
+    if xs.shape[0] <= LINEAR_BLOCK:
+        return run(carry, xs)
+    return scan_chunks(run, carry, xs, LINEAR_BLOCK)
+
+
 def _scan(cell: Cell, params, xs, carry):
+    if cell.linear is not None:
+        return _scan_linear(cell, params, xs, carry)
     if cell.sequence is not None:
         # the cell's fused recurrence: its backward pass keeps the weight
         # gradient out of the reverse loop (see gradflow/cells/_fused.py)
@@ -174,6 +201,8 @@ def _scan_remat(cell: Cell, params, xs, carry, chunk: int):
 
     @jax.checkpoint
     def run(c, block):
+        if cell.linear is not None:
+            return _scan_linear(cell, params, block, c)
         return lax.scan(
             lambda c, xw: cell.recur(params, c, xw), c, cell.project(params, block)
         )

@@ -29,12 +29,21 @@ CONFIGS = [
 
 def test_every_registered_name_builds_what_it_names():
     for name, kind in _names.CELLS.items():
-        cell = gf.cells.make(name, 3)
+        # the mLSTM's heads must divide N: one head of 3
+        cell = gf.cells.make(name, 3, **({"heads": 1} if name == "mlstm" else {}))
         assert cell.kind == name
-        params = cell.init(jax.random.key(0), input_size=2)
-        assert params["W_hh"].shape == (kind.gates * 3, 3)
+        params = cell.init(jax.random.key(0), input_size=3 if kind.width_bound else 2)
+        if kind.gates:
+            assert params["W_hh"].shape == (kind.gates * 3, 3)
+        else:
+            assert not gf.cells.has_w_hh(params)
         carry = cell.initial_carry(())
         size = sum(x.size for x in jax.tree_util.tree_leaves(carry))
+        if name == "mlstm":
+            # N²/H + N + H; the registry holds its lower bound N
+            assert size == gf.cells.state_size(cell) == 9 + 3 + 1
+            assert kind.state_multiplier * 3 <= size
+            continue
         assert size == gf.cells.state_size(cell) == kind.state_multiplier * 3
     for activation in _names.ACTIVATIONS:
         gf.cells.rnn(3, activation)
@@ -58,7 +67,7 @@ def test_every_registered_name_builds_what_it_names():
 
 
 @pytest.mark.parametrize("init", _names.INITS)
-@pytest.mark.parametrize("kind", tuple(_names.CELLS))
+@pytest.mark.parametrize("kind", [k for k, v in _names.CELLS.items() if v.gates])
 def test_gain_scales_w_hh_for_every_init(kind, init):
     # gain is defined once: W_hh(gain g) is exactly g * W_hh(gain 1), which is
     # what a measure sweep computes (gain-1 params, then g * W_hh).

@@ -25,6 +25,7 @@ from ._common import (
 )
 
 LAYERS = ("top", "all")
+OF = ("output", "state")
 
 
 class GradNormRangeWarning(RuntimeWarning):
@@ -68,6 +69,7 @@ def hidden_grad_norms(
     log10: bool = False,
     remat: bool | int = False,
     layers: str = "top",
+    of: str = "output",
 ) -> GradNorms:
     """``‖∂L/∂h_t‖`` for every step: the total derivative of the loss by ``h_t``.
 
@@ -85,7 +87,9 @@ def hidden_grad_norms(
     c)``, a custom step that returns its new carry's leaf as ``h``) the
     later steps reach it through that leaf. A custom step whose output is no
     leaf of its carry (a readout) feeds only the loss: its total derivative is
-    its own term, and a ``UserWarning`` says so.
+    its own term, and a ``UserWarning`` says so. Such a cell (the LRU and
+    the selective SSM, whose output is a readout of their state) carries its
+    gradient through time in its state: ``of="state"`` measures that.
 
     Args:
         cell: a :class:`gradflow.cells.Cell` (any kind, see
@@ -108,6 +112,11 @@ def hidden_grad_norms(
             and through later steps): fields ``(L, T, *batch)``, for
             :func:`gradflow.plots.layer_heatmap`. Other cells count as one
             layer.
+        of: ``"output"`` (default): ``‖∂L/∂h_t‖`` of the step's output;
+            ``"state"``: ``‖∂L/∂s_t‖`` of the whole carry entering step ``t``
+            (flattened, as :func:`gradflow.jacobian_norms` takes it: ``s_0`` is
+            the initial carry), the gradient that flows back through time for
+            any cell. Not with ``layers="all"``.
 
     Returns:
         A :class:`GradNorms` with ``(T, *batch)`` fields (``(L, T, *batch)``
@@ -120,6 +129,12 @@ def hidden_grad_norms(
     """
     carry, batch = prepare(cell, params, xs, carry)
     check_choice("layers", layers, LAYERS)
+    check_choice("of", of, OF)
+    if of == "state" and layers == "all":
+        raise ValueError(
+            "of='state' measures the whole carry, so it takes layers='top', "
+            "got layers='all'"
+        )
     hs = hidden_struct(cell, params, xs, carry)
     check_loss_fn(loss_fn, hs.shape, hs.dtype)
     chunk = chunk_length(remat, xs.shape[0])
@@ -127,7 +142,8 @@ def hidden_grad_norms(
     found = layer_output_leaves(
         cell, params, carry, jax.eval_shape(cell.project, params, x0), len(batch)
     )
-    _warn_not_in_carry(cell, found if layers == "all" else found[-1:])
+    if of == "output":
+        _warn_not_in_carry(cell, found if layers == "all" else found[-1:])
     # Three programs, so that outside jit the loss's cotangent takes over the
     # buffer of hs (donated): at T = 10⁶ both at once would double the peak.
     hs, saved = _forward(cell, params, xs, carry, chunk)
@@ -135,7 +151,7 @@ def hidden_grad_norms(
     del hs
     out = _reverse(
         cell, params, xs, saved, direct, carry, len(batch), chunk, found,
-        layers == "all",
+        layers == "all", of == "state",
     )  # fmt: skip
     if log10:
         return out._replace(norms=None)
@@ -191,10 +207,11 @@ def _direct(loss_fn, hs):
     return jax.grad(loss_fn)(hs)
 
 
-@partial(jax.jit, static_argnums=(0, 6, 7, 8, 9))
+@partial(jax.jit, static_argnums=(0, 6, 7, 8, 9, 10))
 def _reverse(
-    cell, params, xs, saved, direct, carry, batch_rank, chunk, found, per_layer
-):
+    cell, params, xs, saved, direct, carry, batch_rank, chunk, found, per_layer,
+    of_state,
+):  # fmt: skip
 
     def log_norm(x):
         return jnp.log(norm(x, axis=-1))
@@ -232,7 +249,9 @@ def _reverse(
         ct_norm = tree_batch_norm(ct, batch_rank)
         safe = jnp.where(ct_norm > 0, ct_norm, 1.0)
         u = tree_scale(ct, 1.0 / safe)
-        return (u, top + jnp.log(ct_norm)), log_g / LN10
+        log_ct = top + jnp.log(ct_norm)
+        # ct is the total cotangent of the carry entering step t: ∂L/∂s_t
+        return (u, log_ct), (log_ct if of_state else log_g) / LN10
 
     offsets = _layer_offsets(cell, carry, found)
     zero = jax.tree_util.tree_map(jnp.zeros_like, carry)

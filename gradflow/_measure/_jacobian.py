@@ -26,7 +26,8 @@ from ._common import (
     state_size,
 )
 
-METHODS = ("power", "eigh", "svd")
+METHODS = ("auto", "power", "eigh", "svd", "diagonal")
+SPECTRUM_METHODS = ("auto", "svd", "diagonal")
 
 
 class JacobianNorms(NamedTuple):
@@ -49,6 +50,7 @@ class JacobianSpectrum(NamedTuple):
         log10_floor: ``(T, *batch)``: the rounding floor ``σ_1 · S · eps`` of
             the dtype. Values near or below it are not resolved (a float32
             product keeps about 7 decades below its largest singular value).
+            ``-inf`` from the exact diagonal path, which has no such floor.
         lags: ``(T,)``, ``T − t``.
     """
 
@@ -63,7 +65,7 @@ def jacobian_norms(
     xs: jax.Array,
     *,
     carry: Any = None,
-    method: str = "power",
+    method: str = "auto",
     power_iters: int = 2,
     block: int = 8,
     remat: bool | int = False,
@@ -82,7 +84,15 @@ def jacobian_norms(
 
     The spectral norm of each ``U_t``:
 
-    - ``"power"`` (default): ``power_iters`` steps of subspace iteration on
+    - ``"auto"`` (default): ``"diagonal"`` for a cell that declares its
+      Jacobians diagonal (``cell.linear.log_gains``: the LRU, minGRU, minLSTM
+      and selective SSM), else ``"power"``.
+    - ``"diagonal"``: no product of matrices at all. Each step's Jacobian is
+      diagonal (or complex diagonal), so ``‖∂s_T/∂s_t‖ = max_j exp(Σ_{u≥t}
+      log|a_{u,j}|)``: one reverse cumulative sum of the per-entry log gains,
+      exact in log space for any ``T`` (no power iteration, no SVD). Memory
+      ``O(T·S)``, or ``O(k·S + T)`` with ``remat``.
+    - ``"power"``: ``power_iters`` steps of subspace iteration on
       ``U Uᵀ`` with ``block`` vectors, warm-started from the previous step
       (the left singular vectors of ``M_t`` settle as ``t`` moves back, since
       new factors enter on the right), then Rayleigh-Ritz. The Ritz values
@@ -103,7 +113,8 @@ def jacobian_norms(
         params: its params.
         xs: ``(T, *batch, input_size)``.
         carry: the carry entering step 0; ``None`` means zeros.
-        method: ``"power"``, ``"eigh"`` or ``"svd"``.
+        method: ``"auto"``, ``"power"``, ``"eigh"``, ``"svd"`` or
+            ``"diagonal"`` (only for a cell with ``cell.linear.log_gains``).
         power_iters: subspace iterations per step for ``method="power"``.
         block: subspace size for ``method="power"`` (at most the state size).
         remat: ``True`` (chunks of ``ceil(sqrt(T))`` steps) or a chunk length:
@@ -122,7 +133,10 @@ def jacobian_norms(
     size = state_size(cell, xs.dtype)
     block = min(check_int("block", block), size)
     chunk = chunk_length(remat, xs.shape[0])
-    if method == "power":
+    method = _resolve(cell, method, "power")
+    if method == "diagonal":
+        out = _diagonal_scan(cell, params, xs, None, chunk)
+    elif method == "power":
         out = _power_scan(
             cell, params, xs, carry, batch, size, block, power_iters, chunk
         )
@@ -139,11 +153,15 @@ def jacobian_singular_values(
     k: int | None = None,
     carry: Any = None,
     remat: bool | int = False,
+    method: str = "auto",
 ) -> JacobianSpectrum:
     """The top-``k`` singular values of ``∂s_T/∂s_t`` for every ``t``, in log10.
 
     The same reverse scan as :func:`jacobian_norms`, with one SVD of the
-    renormalised product per step.
+    renormalised product per step; for a cell with diagonal Jacobians
+    (``method="auto"`` or ``"diagonal"``, see :func:`jacobian_norms`) the
+    singular values are the largest ``k`` per-entry products, exact, from one
+    reverse cumulative sum of the log gains.
 
     Args:
         cell: a :class:`gradflow.cells.Cell`.
@@ -153,16 +171,86 @@ def jacobian_singular_values(
             means all ``S``.
         carry: the carry entering step 0; ``None`` means zeros.
         remat: as for :func:`jacobian_norms`.
+        method: ``"auto"`` (default), ``"svd"`` or ``"diagonal"``.
 
     Returns:
         A :class:`JacobianSpectrum` with ``log10_singular_values (T, *batch, k)``.
     """
     carry, batch = prepare(cell, params, xs, carry)
+    check_choice("method", method, SPECTRUM_METHODS)
     size = state_size(cell, xs.dtype)
     k = size if k is None else check_k(k, size)
     chunk = chunk_length(remat, xs.shape[0])
+    if _resolve(cell, method, "svd") == "diagonal":
+        out = _diagonal_scan(cell, params, xs, k, chunk)
+        floor = jnp.full(out.shape[:-1], -jnp.inf, out.dtype)
+        return JacobianSpectrum(out, floor, _lags(xs.shape[0]))
     out = _exact_scan(cell, params, xs, carry, batch, size, k, chunk)
     return JacobianSpectrum(out[..., :k], out[..., k], _lags(xs.shape[0]))
+
+
+def _resolve(cell: Cell, method: str, generic: str) -> str:
+    """``"auto"`` as the cell allows; ``"diagonal"`` only where it is exact."""
+    diagonal = cell.linear is not None and cell.linear.log_gains is not None
+    if method == "auto":
+        return "diagonal" if diagonal else generic
+    if method == "diagonal" and not diagonal:
+        raise ValueError(
+            f"method='diagonal' needs a cell with diagonal Jacobians "
+            f"(cell.linear.log_gains: lru, min_gru, min_lstm, selective_ssm), "
+            f"got a {cell.kind} cell"
+        )
+    return method
+
+
+@partial(jax.jit, static_argnums=(0, 3, 4))
+def _diagonal_scan(cell, params, xs, k, chunk):
+    """Reverse cumulative sums of the log gains, reduced per step.
+
+    ``k=None``: ``log10`` of the largest product per step, ``(T, *batch)``;
+    else the top ``k`` in log10, ``(T, *batch, k)``. With ``chunk`` the
+    gains of one chunk of steps exist at a time, and the running sum between
+    chunks is compensated (Neumaier), so its rounding does not grow with the
+    number of chunks.
+    """
+
+    def reduce(sums):
+        if k is None:
+            return jnp.max(sums, axis=-1) / LN10
+        return lax.top_k(sums, k)[0] / LN10
+
+    def block(state, xs_b):
+        total, comp = state
+        gains = cell.linear.log_gains(params, cell.project(params, xs_b))
+        sums = lax.cumsum(gains.astype(xs.dtype), axis=0, reverse=True)
+        out = reduce(sums + jnp.broadcast_to(total + comp, sums.shape))
+        part = sums[0]
+        new = total + part
+        # Neumaier: the low bits lost in total + part
+        big = jnp.abs(total) >= jnp.abs(part)
+        comp = comp + jnp.where(big, (total - new) + part, (part - new) + total)
+        return (new, comp), out
+
+    one = jax.eval_shape(
+        lambda: cell.linear.log_gains(params, cell.project(params, xs[:1]))
+    )
+    zero = jnp.zeros(one.shape[1:], xs.dtype)
+    steps = xs.shape[0]
+    if not chunk or chunk >= steps:
+        return block((zero, zero), xs)[1]
+    head, tail = divmod(steps, chunk)
+    state = (zero, zero)
+    outs = []
+    if tail:
+        state, last = block(state, xs[head * chunk :])
+        outs.append(last)
+
+    def run(state, start):
+        return block(state, lax.dynamic_slice_in_dim(xs, start, chunk))
+
+    _, ys = lax.scan(run, state, jnp.arange(head) * chunk, reverse=True)
+    ys = ys.reshape(head * chunk, *ys.shape[2:])
+    return jnp.concatenate([ys, *outs], axis=0)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))

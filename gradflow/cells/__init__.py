@@ -18,9 +18,14 @@ from ._init import (
     torch_uniform,
     zeros,
 )
+from ._linear import LinearScan, affine_combine, affine_elements, scan_linear
+from ._lru import LRUCarry, lru
 from ._lstm import LSTMCarry, lstm
+from ._min import MinGRUCarry, MinLSTMCarry, min_gru, min_lstm
+from ._mlstm import MLSTMCarry, mlstm
 from ._registry import BUILDERS, make, register_cell
 from ._rnn import RNNCarry, rnn
+from ._ssm import SSMCarry, selective_ssm
 from ._stack import stack
 
 #: The built-in cell kinds (the registry, ``gradflow._names.CELLS``, may hold more).
@@ -34,8 +39,16 @@ __all__ = [
     "CellKind",
     "GRUCarry",
     "Initializer",
+    "LRUCarry",
     "LSTMCarry",
+    "LinearScan",
+    "MLSTMCarry",
+    "MinGRUCarry",
+    "MinLSTMCarry",
     "RNNCarry",
+    "SSMCarry",
+    "affine_combine",
+    "affine_elements",
     "check_params",
     "custom",
     "gaussian",
@@ -44,13 +57,19 @@ __all__ = [
     "identity",
     "initializer",
     "layer_output_leaves",
+    "lru",
     "lstm",
     "make",
+    "min_gru",
+    "min_lstm",
+    "mlstm",
     "orthogonal",
     "output_leaf",
     "register_cell",
     "rnn",
     "scale_w_hh",
+    "scan_linear",
+    "selective_ssm",
     "sparse",
     "stack",
     "state_size",

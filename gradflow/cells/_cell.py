@@ -11,6 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._checks import check_choice, check_int, check_key
 from ._init import Initializer, gate_blocks, initializer, torch_bias
+from ._linear import LinearScan
 
 Params = Any
 Carry = Any
@@ -47,6 +48,13 @@ class Cell(NamedTuple):
             all steps, with a hand-written reverse-mode rule (the LSTM's and
             GRU's fused backward pass). :func:`gradflow.unroll` uses it; the
             per-step functions stay differentiable in both modes.
+        linear: ``None``, or a :class:`gradflow.cells.LinearScan` for a cell
+            linear in its state (``s_t = a_t ⊙ s_{t-1} + b_t``, coefficients
+            from the inputs only): :func:`gradflow.unroll` then runs one
+            ``jax.lax.associative_scan`` over time instead of ``T`` steps, and
+            its ``log_gains`` (when set) gives the Jacobian measurements their
+            exact per-unit products. ``recur`` stays the same recurrence one
+            step at a time (the measurements that visit every step use it).
 
     ``step(params, carry, x) = recur(params, carry, project(params, x))`` is the
     function ``lax.scan`` wants once ``params`` is bound.
@@ -65,6 +73,7 @@ class Cell(NamedTuple):
     sequence: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]] | None = (
         None
     )
+    linear: LinearScan | None = None
 
     def step(self, params: Params, carry: Carry, x: jax.Array):
         """One time step: ``x (*batch, D)`` → ``(carry, h (*batch, N))``."""

@@ -13,12 +13,25 @@ from collections.abc import Callable
 from .. import _names
 from ._cell import Cell
 from ._gru import gru
+from ._lru import lru
 from ._lstm import lstm
+from ._min import min_gru, min_lstm
+from ._mlstm import mlstm
 from ._rnn import rnn
+from ._ssm import selective_ssm
 
 #: Cell kind -> ``builder(hidden_size, *, recurrent_init, input_init, bias_init,
 #: gain, **options) -> Cell``.
-BUILDERS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "lstm": lstm, "gru": gru}
+BUILDERS: dict[str, Callable[..., Cell]] = {
+    "rnn": rnn,
+    "lstm": lstm,
+    "gru": gru,
+    "lru": lru,
+    "min_gru": min_gru,
+    "min_lstm": min_lstm,
+    "selective_ssm": selective_ssm,
+    "mlstm": mlstm,
+}
 
 
 def make(kind: str, hidden_size: int, **options) -> Cell:

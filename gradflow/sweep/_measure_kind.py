@@ -201,6 +201,10 @@ def _cell(where: str, raw: Any, cells: list[str]) -> dict[str, Any]:
         if not _is_real(fb) or not math.isfinite(fb):
             raise _fail(where, "[cell] forget_bias", "a finite number (LSTM only)", fb)
         out["forget_bias"] = float(fb)
+    if "heads" in out:
+        h = out["heads"]
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise _fail(where, "[cell] heads", "an int >= 1 (mLSTM only)", h)
     for key in table:
         takers = [c for c in cells if key in _names.cell_kind(c).options]
         if key not in CELL_DEFAULTS and not takers:
@@ -335,6 +339,7 @@ def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict[st
         ),
     }
     _check_lengths(where, grid, out["measure"])
+    _check_w_hh(where, grid, out["measure"])
     if "quick" in raw:
         quick_table = dict(_check_keys(where, "quick", raw["quick"], (*AXES, "seeds")))
         # The overrides must themselves be valid grid values; kept resolved.
@@ -342,6 +347,28 @@ def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict[st
         _check_lengths(where, merged, out["measure"], "[quick] length")
         out["quick"] = {k: merged[k] for k in quick_table}
     return out
+
+
+def _check_w_hh(
+    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any]
+) -> None:
+    """A registered kind without ``W_hh`` (0 gate blocks) takes no gain other
+    than 1 and no measurement that reads ``W_hh`` (as a user's cell, in
+    ``_user_cells.check``)."""
+    kinds = [c for c in grid["cell"] if c in _names.CELLS and not _names.CELLS[c].gates]
+    if not kinds:
+        return
+    if any(g != 1.0 for g in grid["gain"]):
+        raise ConfigError(
+            f"{where}: [grid] gain scales params['W_hh'], and {kinds[0]} cells "
+            f"have none; use gain = [1.0] (got {grid['gain']})"
+        )
+    for m in measure:
+        if _specs.MEASUREMENTS[m].needs_w_hh:
+            raise ConfigError(
+                f"{where}: [measure] {m} reads params['W_hh'], and {kinds[0]} "
+                "cells have none"
+            )
 
 
 # -- quick, grid ------------------------------------------------------------------

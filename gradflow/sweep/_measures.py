@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gradflow import _measure, _specs, cells
+from gradflow import _measure, _names, _specs, cells
 
 
 class PointContext(NamedTuple):
@@ -183,6 +183,9 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
 
 def bound(ctx: PointContext, params, xs, u):
     cell = ctx.cell
+    if any(c.kind in _names.CELLS and not _names.CELLS[c.kind].gates
+           for c in (cell, *cell.layers)):  # fmt: skip
+        return {}, {}  # no W_hh (an mLSTM, say): no bound to state
     if cell.kind == "custom" or any(c.kind == "custom" for c in cell.layers):
         # A user's cell: the theorem is the tanh RNN's; only sigma_max of a
         # W_hh it names means something here.
