@@ -3,8 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+STAMP_DOCS := $(VENV)/.installed-docs
 
-.PHONY: demo test mutants dist lint format bench figures clean
+.PHONY: demo test docs mutants dist lint format bench figures clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +25,11 @@ $(STAMP_TEST): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+$(STAMP_DOCS): pyproject.toml setup.py | $(BIN)/python
+	$(UNINSTALL_OLD)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $@ $(STAMP_RUN)
+
 demo: $(STAMP_RUN)
 	$(BIN)/gradflow demo --out gradflow-demo
 
@@ -36,6 +42,15 @@ TEST_WORKERS ?= 2
 test: $(STAMP_TEST)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
 		--cov=gradflow --cov-report=term
+
+# The documentation site into docs/_build/html (open index.html; it needs no
+# network). Warnings are errors; the tutorials (docs/tutorials/*.md) run at
+# build time, cached in docs/_build/.jupyter_cache until they change.
+# -E re-reads every page: the API pages follow the packages' __all__.
+docs: $(STAMP_DOCS)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m sphinx -E -W --keep-going -b html \
+		docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 # Plant each curated bug (mutants/mutants.toml) in a copy of the repository and run
 # the tests meant to catch it: prints caught/survived per mutant. Not part of
@@ -63,4 +78,4 @@ figures: $(STAMP_RUN)
 	$(BIN)/python -m gradflow.cli figures --experiments experiments --out figures
 
 clean:
-	rm -rf $(VENV) gradflow-demo build dist *.egg-info
+	rm -rf $(VENV) gradflow-demo build dist *.egg-info docs/_build

@@ -115,7 +115,8 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: Clip kinds (``gradflow.train.clipper``): name -> what its level is
 #: (``None``: no level; ``"threshold"``: a number > 0 in the gradient's units;
-#: ``"percentile"``: in (0, 100]; ``"zscore"``: a z-score > 0).
+#: ``"percentile"``: in (0, 100]; ``"zscore"``: a z-score > 0; ``"relative"``: a
+#: multiple > 0 of each tensor's own EMA norm).
 CLIPS: dict[str, str | None] = {
     "none": None,
     "global_norm": "threshold",
@@ -123,6 +124,7 @@ CLIPS: dict[str, str | None] = {
     "agc": "threshold",
     "autoclip": "percentile",
     "zclip": "zscore",
+    "adagc": "relative",
 }
 
 

@@ -185,6 +185,24 @@ def test_force_replaces_and_progress_lines(compiled, tmp_path):
     assert json.loads((tmp_path / "provenance.json").read_text())["seeds"] == [0, 1, 2]
 
 
+def test_one_grid_expansion_per_run_and_max_points(compiled, tmp_path, monkeypatch):
+    measure = sweep.KINDS["measure"]
+    calls = []
+
+    def counted(config):
+        calls.append(1)
+        return measure.grid(config)
+
+    monkeypatch.setitem(sweep.KINDS, "measure", measure._replace(grid=counted))
+    with pytest.raises(sweep.GridTooLarge, match="3 points x 3 seeds, more than the 2"):
+        sweep.run(linear_config(), tmp_path / "big", progress="none", max_points=2)
+    assert not (tmp_path / "big").exists() and len(calls) == 1
+    calls.clear()
+    out = tmp_path / "ok"
+    sweep.run(linear_config(), out, progress="none", max_points=3, cache=compiled)
+    assert len(calls) == 1 and len(results.read_metrics(out)) == 3
+
+
 def test_progress_bar_and_quiet():
     import io
 

@@ -31,12 +31,12 @@ class DecayFit(NamedTuple):
             halves.
         r2: ``(*batch,)`` coefficient of determination of the fit (1 = a
             perfect exponential).
+        intercept: ``(*batch,)`` fitted ``ln ‖g‖`` at distance 0 (the last
+            entry).
 
     Every field is NaN where the fit is undefined (fewer than 2 usable
     steps, e.g. an all-zero or all-NaN profile) or the profile holds a NaN
     or ``+inf`` in the fitted window (NaN in, NaN out).
-        intercept: ``(*batch,)`` fitted ``ln ‖g‖`` at distance 0 (the last
-            entry).
     """
 
     rate: jax.Array

@@ -218,17 +218,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    import json
+    import warnings
 
     from gradflow import report
 
-    log = report.read_log(args.log, point=args.point, seed=args.seed)
-    result = report.audit(log, args.threshold)
+    try:
+        log = report.read_log(
+            args.log,
+            point=args.point,
+            seed=args.seed,
+            key=args.key,
+            loss_key=args.loss_key,
+            tracking_uri=args.tracking_uri,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NaN slices of sparse groups
+            result = report.audit(
+                log, args.threshold, window=args.window, replays=args.replay or ()
+            )
+    except ImportError as err:  # an optional reader's package is missing
+        raise _Failure(str(err)) from err
+    for note in result["notes"]:
+        print(f"gradflow: warning: {note}", file=sys.stderr)
     if args.out:
         page = report.write_audit(log, result, args.out)
         print(f"audit: {page}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=2, allow_nan=False))
+        print(report.to_json(result))
     else:
         print(result["verdict"])
         for name, value in report.audit_rows(result):
@@ -408,18 +424,59 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         help="judge a clipping threshold against a training run's gradient norms",
         description="Read per-step global gradient norms (CSV or JSONL with step, "
-        "grad_norm and optionally loss, clipped; JSON; .npz; or a gradflow results "
-        "directory) and report the clip fraction at T, T's percentile, spikes "
-        "(ZClip's z-score test), the norm's trend and a recommended range "
-        "(AutoClip's 10th-90th percentile band within 0.5-10x the median norm).",
+        "grad_norm and optionally loss, clipped; JSON; .npz; W&B CSV or .parquet "
+        "history; a TensorBoard event file or run directory; mlflow:RUN_ID; or a "
+        "gradflow results directory) and report the clip fraction at T, T's "
+        "percentile, spikes (ZClip's z-score test) and whether the loss spiked "
+        "after them, the norm's trend, a recommended range (AutoClip's 10th-90th "
+        "percentile band within 0.5-10x the median norm), per-group results for "
+        "<key>/<name> series, and replays of other clipping methods.",
+        epilog="A step logged twice counts once (the last record wins) and "
+        "unsorted steps are sorted, with a warning; non-finite norms are counted "
+        "apart. In --json, non-finite numbers (T = inf) are null.",
     )
-    p.add_argument("log", metavar="LOG", help="the log file or results directory")
+    p.add_argument(
+        "log",
+        metavar="LOG",
+        help="the log file or directory, or mlflow:RUN_ID",
+    )
     p.add_argument(
         "--threshold",
         required=True,
         type=float,
         metavar="T",
         help="the global-norm clipping threshold to judge (inf: none)",
+    )
+    p.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the gradient-norm series (default: grad_norm, gradient_norm, "
+        "train/grad_norm, optimizer/grad_norm, ...)",
+    )
+    p.add_argument(
+        "--loss-key",
+        metavar="NAME",
+        help="the loss series (default: loss, train_loss, train/loss, ...)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=10,
+        metavar="N",
+        help="a loss spike at most N steps after a norm spike follows it "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--replay",
+        action="append",
+        metavar="METHOD[:VALUE]",
+        help="replay a clipping method over the logged norms (repeatable): "
+        "global_norm:T, autoclip:PERCENTILE, zclip:Z, adagc[:LAMBDA_REL]",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI for mlflow:RUN_ID (default: $MLFLOW_TRACKING_URI)",
     )
     p.add_argument(
         "--json",

@@ -9,7 +9,7 @@ heat maps) and counted in the legend. ``save`` writes PDF/SVG (text as text) and
 PNG (300 dpi) atomically.
 """
 
-from gradflow.plots._audit import grad_norm_trace
+from gradflow.plots._audit import clip_replay, grad_norm_trace
 from gradflow.plots._clipping import (
     clipping_summary,
     grad_norm_histogram,
@@ -48,6 +48,7 @@ __all__ = [
     "PALETTE",
     "RATE",
     "STYLES",
+    "clip_replay",
     "clipping_summary",
     "figsize",
     "finite_median",

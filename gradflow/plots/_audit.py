@@ -90,3 +90,45 @@ def grad_norm_trace(
         ax.set_ylabel(r"global gradient norm $\|g\|$")
         c.legend(ax, bad, below=True)
         return finish(fig)
+
+
+def clip_replay(
+    steps: Any,
+    replays: Any,
+    *,
+    column: str = "single",
+    style: StyleLike = "paper",
+) -> Figure:
+    """Each replayed clipping method's factor over training (log y; 1: no clip).
+
+    Args:
+        steps: ``(n,)`` the log's step numbers.
+        replays: ``audit(...)["replays"]``: records with ``method``, ``value``,
+            ``clipped_steps`` and ``factors`` (the factor at each clipped step).
+        column: ``"single"`` or ``"double"``.
+        style: a style name, rc mapping, or ``None``.
+
+    Returns:
+        The figure.
+    """
+    x = c.as_array("steps", steps, (1,))
+    replays = list(replays)
+    with use_style(style):
+        fig, ax = new_figure(column, 0.62)
+        for color, rep in zip(c.colors(len(replays)), replays, strict=True):
+            f = np.ones(x.shape)
+            f[np.isin(x, np.asarray(rep["clipped_steps"], np.float64))] = rep["factors"]
+            ax.step(
+                x,
+                f,
+                where="mid",
+                color=color,
+                lw=0.8,
+                label=f"{rep['method']}:{rep['value']:g} "
+                f"({100 * rep['clip_fraction']:.0f}% clipped)",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("clip factor (1: not clipped)")
+        c.legend(ax, 0, below=True)
+        return finish(fig)

@@ -74,7 +74,7 @@ def lyapunov_spectrum(
             step, descending; or one such array.
         running: running estimates ``(seeds, steps, k)`` (or ``(steps, k)``) for
             one condition, drawn as the first 8 exponents against step; or
-            ``label -> `` such arrays, drawn as λ_max per label.
+            ``label ->`` such arrays, drawn as λ_max per label.
         resolved: ``label -> (seeds, k)`` (or one such) booleans from
             ``gf.lyapunov_spectrum(...).resolved``: an exponent that some seed
             could not resolve is drawn as an upper bound (a ``v`` marker) and

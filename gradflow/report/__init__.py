@@ -14,14 +14,15 @@ from typing import Any
 
 from gradflow.report._audit import (
     AUDIT_KEYS,
-    TrainingLog,
     audit,
     audit_rows,
-    read_log,
+    to_json,
     write_audit,
     zscore_spikes,
 )
 from gradflow.report._figures import FIGURES, register_figure
+from gradflow.report._logs import TrainingLog
+from gradflow.report._read import read_log
 from gradflow.report._write import write_report
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "audit_rows",
     "read_log",
     "register_figure",
+    "to_json",
     "write_audit",
     "write_report",
     "zscore_spikes",

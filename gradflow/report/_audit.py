@@ -30,31 +30,18 @@ and skip the statistics (``gf.train.zclip`` does the same).
 
 from __future__ import annotations
 
-import csv
 import html
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gradflow._checks import check_float, check_int
-
-NORM_KEYS = (
-    "grad_norm",
-    "norm_before",
-    "norm_before_clip",
-    "grad_norm_before",
-    "total_norm",
-    "norm",
-)
-STEP_KEYS = ("step", "iteration", "iter", "global_step")
-LOSS_KEYS = ("loss", "train_loss")
-CLIPPED_KEYS = ("clipped", "fired")
+from gradflow.report._logs import TrainingLog
+from gradflow.report._replay import replay_summary, zclip_levels
 
 #: The keys ``audit`` always returns, in order (the ``--json`` contract).
 AUDIT_KEYS = (
@@ -63,276 +50,6 @@ AUDIT_KEYS = (
     "spikes",
     "recommended_range",
 )
-
-
-@dataclass(frozen=True)
-class TrainingLog:
-    """Per-step records of one training run.
-
-    Attributes:
-        step: ``(n,)`` int64 step numbers.
-        grad_norm: ``(n,)`` float64 global gradient norm before clipping.
-        loss: ``(n,)`` float64 or ``None``.
-        clipped: ``(n,)`` bool (whether the run's own clipping fired) or ``None``.
-        source: where it was read from (a path, plus point and seed for a
-            results directory).
-    """
-
-    step: np.ndarray
-    grad_norm: np.ndarray
-    loss: np.ndarray | None = None
-    clipped: np.ndarray | None = None
-    source: str = ""
-
-
-def _pick(keys: Sequence[str], names: Sequence[str]) -> str | None:
-    return next((k for k in names if k in keys), None)
-
-
-def _as_float(value: Any, where: str) -> float:
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return math.nan
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: expected a number, got {value!r}") from err
-
-
-def _as_bool(value: Any, where: str) -> bool:
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("true", "1", "yes", "1.0"):
-            return True
-        if v in ("false", "0", "no", "0.0", ""):
-            return False
-        raise ValueError(f"{where}: expected true/false or 1/0, got {value!r}")
-    return bool(value)
-
-
-def _from_rows(rows: list[Mapping[str, Any]], source: str) -> TrainingLog:
-    keys: set[str] = set()
-    for r in rows:
-        keys.update(r)
-    norm_key = _pick(sorted(keys), NORM_KEYS)
-    if norm_key is None:
-        raise ValueError(
-            f"{source}: no gradient-norm column; expected one of "
-            f"{', '.join(NORM_KEYS)}, got columns {sorted(keys)}"
-        )
-    rows = [r for r in rows if norm_key in r]
-    step_key = _pick(sorted(keys), STEP_KEYS)
-    loss_key = _pick(sorted(keys), LOSS_KEYS)
-    clip_key = _pick(sorted(keys), CLIPPED_KEYS)
-    where = lambda i, k: f"{source}: row {i + 1}, {k}"  # noqa: E731
-    norms = np.array(
-        [_as_float(r[norm_key], where(i, norm_key)) for i, r in enumerate(rows)]
-    )
-    if step_key:
-        steps = [
-            _as_float(r.get(step_key), where(i, step_key)) for i, r in enumerate(rows)
-        ]
-        if not all(math.isfinite(s) and s == int(s) for s in steps):
-            raise ValueError(f"{source}: {step_key} must hold integers in every row")
-        step = np.array(steps, np.int64)
-    else:
-        step = np.arange(len(rows), dtype=np.int64)
-    loss = (
-        np.array(
-            [_as_float(r.get(loss_key), where(i, loss_key)) for i, r in enumerate(rows)]
-        )
-        if loss_key
-        else None
-    )
-    clipped = (
-        np.array(
-            [
-                _as_bool(r.get(clip_key, False), where(i, clip_key))
-                for i, r in enumerate(rows)
-            ]
-        )
-        if clip_key
-        else None
-    )
-    return _checked(TrainingLog(step, norms, loss, clipped, source))
-
-
-def _checked(log: TrainingLog) -> TrainingLog:
-    if log.grad_norm.ndim != 1 or log.grad_norm.size == 0:
-        raise ValueError(
-            f"{log.source}: expected a non-empty 1-D series of gradient norms, got "
-            f"shape {log.grad_norm.shape}"
-        )
-    if np.any(log.grad_norm[np.isfinite(log.grad_norm)] < 0):
-        raise ValueError(f"{log.source}: gradient norms must be >= 0")
-    order = np.argsort(log.step, kind="stable")
-    if np.any(order != np.arange(order.size)):
-        pick = lambda a: None if a is None else a[order]  # noqa: E731
-        log = TrainingLog(
-            log.step[order],
-            log.grad_norm[order],
-            pick(log.loss),
-            pick(log.clipped),
-            log.source,
-        )
-    return log
-
-
-def read_log(
-    path: str | os.PathLike, *, point: str | None = None, seed: int = 0
-) -> TrainingLog:
-    """Read a per-step gradient-norm log.
-
-    Accepted inputs:
-
-    * CSV with a header: a norm column (``grad_norm``, or ``norm_before``,
-      ``norm_before_clip``, ``grad_norm_before``, ``total_norm``, ``norm``),
-      optionally ``step`` (else the row index), ``loss`` and ``clipped``
-      (true/false or 1/0; ``fired`` as ``gf.train.monitor`` names it);
-    * JSONL: one object per line with the same keys (lines without a norm, such
-      as evaluation records, are skipped); JSON: a list of such objects or one
-      object of equal-length lists (e.g. a ``gf.train.TrainLog`` as lists);
-    * ``.npz`` with those arrays (``(seeds, steps)`` arrays take ``seed``);
-    * a gradflow results directory of a clipping study: the point ``point``
-      (default: the first) and its seed index ``seed``.
-
-    Args:
-        path: the file or directory.
-        point: a results directory's point id.
-        seed: which seed (row) of a results directory or ``.npz``.
-
-    Returns:
-        A :class:`TrainingLog`, sorted by step.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: no norm column, or values that are not numbers.
-    """
-    path = Path(path)
-    seed = check_int("seed", seed, minimum=0)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    if path.is_dir():
-        return _from_results(path, point, seed)
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        with np.load(path) as z:
-            return _from_arrays({k: z[k] for k in z.files}, str(path), seed)
-    text = path.read_text()
-    if suffix == ".csv" or (
-        suffix not in (".json", ".jsonl")
-        and "," in text.split("\n", 1)[0]
-        and not text.lstrip().startswith("{")
-    ):
-        rows = list(csv.DictReader(text.splitlines()))
-        rows = [{k.strip(): v for k, v in r.items() if k is not None} for r in rows]
-        return _from_rows(rows, str(path))
-    stripped = text.strip()
-    if suffix == ".json" or stripped.startswith("["):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from err
-        if isinstance(data, Mapping):
-            return _from_arrays(data, str(path), seed)
-        if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
-            return _from_rows(data, str(path))
-        raise ValueError(
-            f"{path}: expected a JSON object of lists or a list of objects"
-        )
-    rows = []
-    for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {i + 1} is not JSON ({err})") from err
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"{path}: line {i + 1} must be a JSON object, got {obj!r}")
-        rows.append(obj)
-    return _from_rows(rows, str(path))
-
-
-def _from_arrays(data: Mapping[str, Any], source: str, seed: int) -> TrainingLog:
-    norm_key = _pick(list(data), NORM_KEYS)
-    if norm_key is None:
-        raise ValueError(
-            f"{source}: no gradient-norm array; expected one of "
-            f"{', '.join(NORM_KEYS)}, got {sorted(data)}"
-        )
-
-    def row(key: str | None, dtype) -> np.ndarray | None:
-        if key is None:
-            return None
-        a = np.asarray(data[key])
-        if dtype is float and a.dtype == object:  # JSON lists may hold null
-            a = np.asarray(
-                np.where(np.equal(a, None), np.nan, a).tolist(), dtype=np.float64
-            )
-        if a.ndim == 2:
-            if seed >= a.shape[0]:
-                raise ValueError(
-                    f"{source}: seed must be < {a.shape[0]} (the seeds in {key}), "
-                    f"got {seed}"
-                )
-            a = a[seed]
-        if a.ndim != 1:
-            raise ValueError(
-                f"{source}: {key} must be (steps,) or (seeds, steps), got shape "
-                f"{a.shape}"
-            )
-        return a.astype(dtype)
-
-    norms = row(norm_key, float)
-    step_key = _pick(list(data), STEP_KEYS)
-    step = (
-        row(step_key, np.int64) if step_key else np.arange(norms.size, dtype=np.int64)
-    )
-    loss = row(_pick(list(data), LOSS_KEYS), float)
-    clipped = row(_pick(list(data), CLIPPED_KEYS), bool)
-    for name, a in (("step", step), ("loss", loss), ("clipped", clipped)):
-        if a is not None and a.shape != norms.shape:
-            raise ValueError(
-                f"{source}: {name} must have the shape of {norm_key} {norms.shape}, "
-                f"got {a.shape}"
-            )
-    return _checked(TrainingLog(step, norms, loss, clipped, source))
-
-
-def _from_results(directory: Path, point: str | None, seed: int) -> TrainingLog:
-    from gradflow import results
-
-    res = results.load(directory)
-    ids = [r["id"] for r in res.records]
-    if not ids:
-        raise ValueError(f"{directory}: the results directory holds no finished point")
-    pid = ids[0] if point is None else point
-    if pid not in ids:
-        raise ValueError(f"point must be one of {ids}, got {point!r}")
-    arrays = res.arrays(pid)
-    if "grad_norm" not in arrays:
-        raise ValueError(
-            f"{directory}: point {pid} has no grad_norm array (audit reads clipping "
-            f"studies), got {sorted(arrays)}"
-        )
-    keep = {k: arrays[k] for k in ("grad_norm", "loss", "clipped") if k in arrays}
-    log = _from_arrays(keep, f"{directory} (point {pid}, seed {seed})", seed)
-    # a diverged run's later steps are absent (NaN in every field), not data
-    absent = ~np.isfinite(log.grad_norm) & (
-        ~np.isfinite(log.loss) if log.loss is not None else True
-    )
-    if absent.any():
-        keep_ = ~absent
-        log = TrainingLog(
-            log.step[keep_],
-            log.grad_norm[keep_],
-            None if log.loss is None else log.loss[keep_],
-            None if log.clipped is None else log.clipped[keep_],
-            log.source,
-        )
-    return log
 
 
 def zscore_spikes(
@@ -362,26 +79,9 @@ def zscore_spikes(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     z_thresh = check_float("z_thresh", z_thresh, minimum=0.0, strict=True)
     warmup = check_int("warmup_steps", warmup_steps)
-    out = np.zeros(g.shape, bool)
-    buf: list[float] = []
-    mean = var = math.nan
-    for i, x in enumerate(g):
-        if not math.isfinite(x):
-            continue
-        if len(buf) < warmup:
-            buf.append(float(x))
-            if len(buf) == warmup:
-                mean = sum(buf) / warmup
-                var = sum((b - mean) ** 2 for b in buf) / warmup
-            continue
-        std = math.sqrt(var)
-        z = (x - mean) / (std + eps)
-        if z > z_thresh:
-            out[i] = True
-            x = mean + z_thresh * std / (z / z_thresh)
-        mean = alpha * mean + (1 - alpha) * x
-        var = alpha * var + (1 - alpha) * (x - mean) ** 2
-    return out
+    return zclip_levels(
+        g, alpha=alpha, z_thresh=z_thresh, warmup_steps=warmup, eps=eps
+    )[0]
 
 
 def _percentile_rank(values: np.ndarray, t: float) -> float:
@@ -414,6 +114,86 @@ def _trend(step: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _range(finite: np.ndarray) -> dict[str, Any]:
+    """The recommended range and the two rules it reconciles (module doc)."""
+    p10, p50, p90, p99 = (float(v) for v in np.percentile(finite, [10, 50, 90, 99]))
+    band = [p10, p90]
+    rule = [0.5 * p50, 10.0 * p50]
+    # with a median norm of 0 both rules collapse to [0, 0]: no range exists
+    rng = None if p50 == 0 else [max(band[0], rule[0]), min(band[1], rule[1])]
+    pct = {"p10": p10, "p50": p50, "p90": p90, "p99": p99, "max": float(finite.max())}
+    return {"range": rng, "band": band, "rule": rule, "percentiles": pct}
+
+
+def _zero_verdict(t: float, finite: np.ndarray, clip_fraction: float) -> str:
+    zeros = int(np.count_nonzero(finite == 0))
+    if zeros == finite.size:
+        return (
+            f"Every finite gradient norm ({zeros}) is exactly 0: the parameters got "
+            f"no gradient (is the loss connected to them?), so no threshold clips "
+            f"anything and there is no range to recommend."
+        )
+    return (
+        f"{zeros} of the {finite.size} finite gradient norms are exactly 0 (the "
+        f"median is 0), so there is no range to recommend relative to a typical "
+        f"norm; T = {t:.3g} clips {clip_fraction:.0%} of steps."
+    )
+
+
+def _group_audit(
+    log: TrainingLog, t: float, spike_test: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    out, masks = {}, {}
+    for name, g in (log.groups or {}).items():
+        finite = g[np.isfinite(g)]
+        masks[name] = zscore_spikes(g, **spike_test)
+        if finite.size == 0:
+            out[name] = {"steps": 0, "clip_fraction": None, "spikes": []}
+            continue
+        r = _range(finite)
+        out[name] = {
+            "steps": int(finite.size),
+            "clip_fraction": float(np.mean(finite > t)),
+            "spikes": [int(s) for s in log.step[masks[name]]],
+            "recommended_range": r["range"],
+            "grad_norm": r["percentiles"],
+        }
+    return out, masks
+
+
+def _spike_records(
+    log: TrainingLog,
+    mask: np.ndarray,
+    loss_mask: np.ndarray | None,
+    group_masks: Mapping[str, np.ndarray],
+    window: int,
+) -> list[dict[str, Any]]:
+    loss_steps = None if loss_mask is None else log.step[loss_mask]
+    records = []
+    for i in np.flatnonzero(mask):
+        s = int(log.step[i])
+        rec: dict[str, Any] = {
+            "step": s,
+            "grad_norm": float(log.grad_norm[i]),
+            "loss_spike_after": None,
+            "lag": None,
+        }
+        if loss_steps is not None:
+            after = loss_steps[(loss_steps >= s) & (loss_steps <= s + window)]
+            rec["loss_spike_after"] = bool(after.size)
+            rec["lag"] = int(after[0] - s) if after.size else None
+        if log.groups:
+            rec["groups"] = [n for n, m in group_masks.items() if m[i]]
+            ratios = {
+                n: float(g[i] / np.nanmedian(g))
+                for n, g in log.groups.items()
+                if np.isfinite(g[i]) and np.nanmedian(g) > 0
+            }
+            rec["largest_jump"] = max(ratios, key=ratios.get) if ratios else None
+        records.append(rec)
+    return records
+
+
 def audit(
     log: TrainingLog,
     threshold: float,
@@ -421,6 +201,8 @@ def audit(
     z_thresh: float = 2.5,
     alpha: float = 0.97,
     warmup_steps: int = 25,
+    window: int = 10,
+    replays: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Audit a clipping threshold against a run's gradient norms.
 
@@ -428,28 +210,48 @@ def audit(
         log: from :func:`read_log` (or built by hand).
         threshold: the global-norm clipping threshold ``T`` to judge, > 0
             (``inf``: no clipping).
-        z_thresh, alpha, warmup_steps: the spike test (:func:`zscore_spikes`).
+        z_thresh, alpha, warmup_steps: the spike test (:func:`zscore_spikes`),
+            applied to the norm, the loss and each group's norm.
+        window: a loss spike at most ``window`` steps after a norm spike (the
+            same step included) counts as following it, >= 0.
+        replays: clipping methods to replay over the logged norms, e.g.
+            ``("global_norm:1.0", "autoclip:10", "zclip:2.5", "adagc")``
+            (``gradflow.report._replay``).
 
     Returns:
-        A JSON-ready dict. First :data:`AUDIT_KEYS`: ``clip_fraction`` (share of
-        finite norms above ``T``), ``threshold_percentile`` (``T``'s percentile
-        rank: the percentage of finite norms at or below ``T``, so that it is
-        ``100 * (1 - clip_fraction)``), ``spikes`` (the steps
-        that are spikes), ``recommended_range`` (``[lo, hi]``, see the module
-        doc). Then: ``threshold``, ``position`` (``"below"``, ``"inside"`` or
-        ``"above"`` the range), ``verdict`` (one sentence), ``steps``,
+        A dict (non-finite floats stay floats; :func:`to_json` makes it JSON).
+        First :data:`AUDIT_KEYS`: ``clip_fraction`` (share of finite norms
+        above ``T``), ``threshold_percentile`` (``T``'s percentile rank: the
+        percentage of finite norms at or below ``T``, so that it is
+        ``100 * (1 - clip_fraction)``), ``spikes`` (one record per spike:
+        ``step``, ``grad_norm``, ``loss_spike_after`` (whether the loss spiked
+        within ``window`` steps; ``None`` without a loss) and its ``lag`` in
+        steps (or ``None``); with groups ``groups``, those that
+        spiked at that step by their own test, and ``largest_jump``, the group
+        furthest above its median), ``recommended_range`` (``[lo, hi]``, see
+        the module doc, or ``None`` when the median norm is 0). Then:
+        ``threshold``, ``position`` (``"below"``, ``"inside"``, ``"above"`` the
+        range or ``"undefined"``), ``verdict`` (one sentence), ``steps``,
         ``nonfinite_steps``, ``grad_norm`` percentiles (``p10``, ``p50``,
         ``p90``, ``p99``, ``max``), ``autoclip_band`` and ``median_rule``
-        (the two ranges reconciled), ``spike_test`` (its parameters),
-        ``trend`` (``direction`` rising/falling/flat by the ratio of the last
-        quarter's median norm to the first's beyond 1.5x, that ratio, and the
-        least-squares slope of log10 norm per 1000 steps), ``logged_clip_fraction``
-        (from the log's ``clipped`` column, or ``None``), ``loss`` (first, last,
-        min, or ``None``) and ``source``.
+        (the two ranges reconciled), ``spike_test`` (its parameters and
+        ``window``), ``trend`` (``direction`` rising/falling/flat by the ratio
+        of the last quarter's median norm to the first's beyond 1.5x, that
+        ratio, and the least-squares slope of log10 norm per 1000 steps),
+        ``logged_clip_fraction`` (from the log's ``clipped`` column, or
+        ``None``), ``loss`` (first, last, min, or ``None``), ``loss_spikes``
+        (steps, or ``None`` without a loss), ``groups`` (name -> its
+        ``clip_fraction`` at ``T``, ``spikes``, ``recommended_range``,
+        ``grad_norm`` percentiles; ``None`` without groups), ``replays`` (one
+        per method: ``clipped_steps``, ``factors``, ``clip_fraction``),
+        ``notes`` (how the log was read: duplicates, order) and ``source``.
 
     Raises:
-        ValueError: ``threshold`` not > 0, or no finite norm in the log.
+        ValueError: ``threshold`` not > 0, no finite norm in the log, a bad
+            ``window`` or replay.
     """
+    from gradflow.report._replay import parse_replay
+
     if not isinstance(log, TrainingLog):
         raise TypeError(
             f"log must be a TrainingLog (read_log), got {type(log).__name__}"
@@ -462,111 +264,156 @@ def audit(
     t = float(threshold)
     if not t > 0:
         raise ValueError(f"threshold must be > 0 (inf: no clipping), got {threshold}")
+    window = check_int("window", window, minimum=0)
+    for spec in replays:
+        parse_replay(spec)
     g = log.grad_norm
     finite = g[np.isfinite(g)]
     if finite.size == 0:
         raise ValueError(f"{log.source}: no finite gradient norm in {g.size} steps")
-    p10, p50, p90, p99 = np.percentile(finite, [10, 50, 90, 99])
-    band = [float(p10), float(p90)]
-    rule = [0.5 * float(p50), 10.0 * float(p50)]
-    lo, hi = max(band[0], rule[0]), min(band[1], rule[1])
-    spikes = zscore_spikes(g, alpha=alpha, z_thresh=z_thresh, warmup_steps=warmup_steps)
+    r = _range(finite)
+    rng = r["range"]
+    spike_test = {"alpha": alpha, "z_thresh": z_thresh, "warmup_steps": warmup_steps}
+    spikes = zscore_spikes(g, **spike_test)
+    loss_mask = None
+    if log.loss is not None and np.isfinite(log.loss).any():
+        loss_mask = zscore_spikes(log.loss, **spike_test)
+    groups, group_masks = _group_audit(log, t, spike_test)
     clip_fraction = float(np.mean(finite > t))
     pct = _percentile_rank(finite, t)
-    position = "below" if t < lo else "above" if t > hi else "inside"
     fmt = lambda v: f"{v:.3g}"  # noqa: E731
-    verdict = {
-        "below": (
-            f"T = {fmt(t)} is below the recommended range [{fmt(lo)}, {fmt(hi)}]: it "
-            f"clips {clip_fraction:.0%} of steps, so clipping acts as a smaller "
-            f"learning rate on most of them."
-        ),
-        "inside": (
-            f"T = {fmt(t)} is inside the recommended range [{fmt(lo)}, {fmt(hi)}]: it "
-            f"clips {clip_fraction:.0%} of steps."
-        ),
-        "above": (
-            f"T = {fmt(t)} is above the recommended range [{fmt(lo)}, {fmt(hi)}]: it "
-            f"clips {clip_fraction:.0%} of steps"
-            + (
-                f" and {int(np.sum(spikes & (g > t)))} of the {int(spikes.sum())} "
-                f"spikes."
-                if spikes.any()
-                else "."
+    if rng is None:
+        position = "undefined"
+        verdict = _zero_verdict(t, finite, clip_fraction)
+    else:
+        lo, hi = rng
+        position = "below" if t < lo else "above" if t > hi else "inside"
+        where = f"[{fmt(lo)}, {fmt(hi)}]"
+        verdict = {
+            "below": (
+                f"T = {fmt(t)} is below the recommended range {where}: it clips "
+                f"{clip_fraction:.0%} of steps, so clipping acts as a smaller "
+                f"learning rate on most of them."
+            ),
+            "inside": (
+                f"T = {fmt(t)} is inside the recommended range {where}: it clips "
+                f"{clip_fraction:.0%} of steps."
+            ),
+            "above": (
+                f"T = {fmt(t)} is above the recommended range {where}: it clips "
+                f"{clip_fraction:.0%} of steps"
+                + (
+                    f" and {int(np.sum(spikes & (g > t)))} of the "
+                    f"{int(spikes.sum())} spikes."
+                    if spikes.any()
+                    else "."
+                )
+            ),
+        }[position]
+        if math.isinf(t):
+            verdict = (
+                f"T = inf clips nothing (no clipping); the recommended range is "
+                f"{where}"
+                + (
+                    f" and {int(spikes.sum())} steps were spikes."
+                    if spikes.any()
+                    else "."
+                )
             )
-        ),
-    }[position]
     loss = None
-    if log.loss is not None and np.isfinite(log.loss).any():
+    if loss_mask is not None:
         fl = log.loss[np.isfinite(log.loss)]
         loss = {"first": float(fl[0]), "last": float(fl[-1]), "min": float(fl.min())}
+    zclip_settings = {"alpha": alpha, "warmup_steps": warmup_steps}
     return {
         "clip_fraction": clip_fraction,
         "threshold_percentile": pct,
-        "spikes": [int(s) for s in log.step[spikes]],
-        "recommended_range": [lo, hi],
+        "spikes": _spike_records(log, spikes, loss_mask, group_masks, window),
+        "recommended_range": rng,
         "threshold": t,
         "position": position,
         "verdict": verdict,
         "steps": int(g.size),
         "nonfinite_steps": [int(s) for s in log.step[~np.isfinite(g)]],
-        "grad_norm": {
-            "p10": float(p10),
-            "p50": float(p50),
-            "p90": float(p90),
-            "p99": float(p99),
-            "max": float(finite.max()),
-        },
-        "autoclip_band": band,
-        "median_rule": rule,
-        "spike_test": {
-            "z_thresh": z_thresh,
-            "alpha": alpha,
-            "warmup_steps": warmup_steps,
-        },
+        "grad_norm": r["percentiles"],
+        "autoclip_band": r["band"],
+        "median_rule": r["rule"],
+        "spike_test": {**spike_test, "window": window},
         "trend": _trend(log.step, g),
         "logged_clip_fraction": (
             float(np.mean(log.clipped)) if log.clipped is not None else None
         ),
         "loss": loss,
+        "loss_spikes": None
+        if loss_mask is None
+        else [int(s) for s in log.step[loss_mask]],
+        "groups": groups or None,
+        "replays": [
+            replay_summary(log.step, g, spec, groups=log.groups, zclip=zclip_settings)
+            for spec in replays
+        ],
+        "notes": list(log.notes),
         "source": log.source,
     }
+
+
+def to_json(result: Mapping[str, Any]) -> str:
+    """An :func:`audit` result as JSON text: non-finite numbers (``T = inf``) as
+    ``null``."""
+    import json
+
+    from gradflow.results import to_jsonable
+
+    return json.dumps(to_jsonable(result), indent=2, allow_nan=False)
 
 
 def write_audit(
     log: TrainingLog, result: Mapping[str, Any], out: str | os.PathLike
 ) -> Path:
-    """Write ``audit.json``, two figures and ``audit.md``/``audit.html`` into ``out``.
+    """Write ``audit.json``, figures and ``audit.md``/``audit.html`` into ``out``.
 
     Figures: ``audit_grad_norm`` (the norm over steps, log scale, with the
-    threshold, the recommended range shaded and spikes marked) and
+    threshold, the recommended range shaded and spikes marked),
     ``audit_histogram`` (the norms' histogram with the range shaded and the
-    threshold drawn), each as PDF, SVG and PNG.
+    threshold drawn) and, with replays, ``audit_replay`` (each method's clip
+    factor over steps), each as PDF, SVG and PNG.
 
     Returns:
         The path of ``audit.html``.
     """
+    import matplotlib.pyplot as plt
+
     from gradflow import plots
-    from gradflow.results import atomic_write_json, atomic_write_text
+    from gradflow.results import atomic_write_text
 
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "audit.json", dict(result))
-    lo, hi = result["recommended_range"]
+    atomic_write_text(out / "audit.json", to_json(result) + "\n")
+    shade = result["recommended_range"]
     t = result["threshold"]
-    spikes = np.isin(log.step, np.asarray(result["spikes"], np.int64))
-    fig = plots.grad_norm_trace(
-        log.grad_norm, steps=log.step, threshold=t, spikes=spikes, shade=(lo, hi)
-    )
-    plots.save(fig, out / "figures" / "audit_grad_norm")
-    fig2 = plots.grad_norm_histogram(
-        log.grad_norm, thresholds={"T": t} if math.isfinite(t) else {}, shade=(lo, hi)
-    )
-    plots.save(fig2, out / "figures" / "audit_histogram")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    plt.close(fig2)
+    spiked = np.asarray([s["step"] for s in result["spikes"]], np.int64)
+    figures = {
+        "audit_grad_norm": plots.grad_norm_trace(
+            log.grad_norm,
+            steps=log.step,
+            threshold=t,
+            spikes=np.isin(log.step, spiked),
+            shade=shade,
+        ),
+        "audit_histogram": plots.grad_norm_histogram(
+            log.grad_norm, thresholds={"T": t} if math.isfinite(t) else {}, shade=shade
+        ),
+    }
+    if result["replays"]:
+        figures["audit_replay"] = plots.clip_replay(log.step, result["replays"])
+    for stem, fig in figures.items():
+        plots.save(fig, out / "figures" / stem)
+        plt.close(fig)
+    alt = {
+        "audit_grad_norm": "gradient norm over training",
+        "audit_histogram": "histogram of gradient norms",
+        "audit_replay": "clip factor of each replayed method over training",
+    }
     rows = audit_rows(result)
     md = [
         "# Clipping audit",
@@ -575,20 +422,22 @@ def write_audit(
         "",
         result["verdict"],
         "",
+        *[f"Note: {n}\n" for n in result["notes"]],
         "| quantity | value |",
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in rows],
         "",
-        "![gradient norm over training](figures/audit_grad_norm.png)",
-        "",
-        "![histogram of gradient norms](figures/audit_histogram.png)",
-        "",
+        *[f"![{alt[stem]}](figures/{stem}.png)\n" for stem in figures],
         _RANGE_NOTE,
         "",
     ]
     atomic_write_text(out / "audit.md", "\n".join(md))
     body = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    notes = "".join(f"<p>Note: {html.escape(n)}</p>" for n in result["notes"])
+    imgs = "".join(
+        f"<p><img src='figures/{stem}.svg' alt='{alt[stem]}'></p>" for stem in figures
     )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Clipping audit"
@@ -597,10 +446,8 @@ def write_audit(
         "</style></head><body><h1>Clipping audit</h1>"
         f"<p>Log: <code>{html.escape(result['source'])}</code> "
         f"({result['steps']} steps).</p><p>{html.escape(result['verdict'])}</p>"
-        f"<table>{body}</table>"
-        "<p><img src='figures/audit_grad_norm.svg' alt='gradient norm over training'>"
-        "</p><p><img src='figures/audit_histogram.svg' alt='histogram of gradient "
-        f"norms'></p><p>{html.escape(_RANGE_NOTE)}</p></body></html>"
+        f"{notes}<table>{body}</table>{imgs}"
+        f"<p>{html.escape(_RANGE_NOTE)}</p></body></html>"
     )
     atomic_write_text(out / "audit.html", page)
     return out / "audit.html"
@@ -610,22 +457,32 @@ _RANGE_NOTE = (
     "Recommended range: the thresholds inside both AutoClip's band (10th to 90th "
     "percentile of the norms: clips between 10% and 90% of steps) and Pascanu et "
     "al.'s 0.5x to 10x the typical (median) norm. Spikes: ZClip's z-score test "
-    "against an EMA of the norm's mean and variance."
+    "against an EMA of the norm's mean and variance. Replays run each method's "
+    "rule and state over the norms as logged (not a re-run of training)."
 )
+
+
+def _steps_text(steps: Sequence[int], limit: int = 12) -> str:
+    return ", ".join(map(str, steps[:limit])) + (" …" if len(steps) > limit else "")
 
 
 def audit_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(quantity, value)`` text pairs of an :func:`audit` result, for tables."""
     g = result["grad_norm"]
-    lo, hi = result["recommended_range"]
+    rng = result["recommended_range"]
     tr = result["trend"]
     spikes = result["spikes"]
-    shown = ", ".join(map(str, spikes[:12])) + (" …" if len(spikes) > 12 else "")
+    shown = _steps_text([s["step"] for s in spikes])
     rows = [
         ("threshold T", f"{result['threshold']:.4g}"),
         ("clip fraction at T", f"{result['clip_fraction']:.3f}"),
         ("T's percentile", f"{result['threshold_percentile']:.1f}"),
-        ("recommended range", f"[{lo:.4g}, {hi:.4g}] (T is {result['position']})"),
+        (
+            "recommended range",
+            "none (median norm 0)"
+            if rng is None
+            else f"[{rng[0]:.4g}, {rng[1]:.4g}] (T is {result['position']})",
+        ),
         ("AutoClip band p10–p90", "[{:.4g}, {:.4g}]".format(*result["autoclip_band"])),
         ("0.5–10× median", "[{:.4g}, {:.4g}]".format(*result["median_rule"])),
         (
@@ -644,6 +501,44 @@ def audit_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
         ),
         ("non-finite norms", str(len(result["nonfinite_steps"]))),
     ]
+    followed = [s for s in spikes if s.get("loss_spike_after")]
+    if result["loss_spikes"] is not None and spikes:
+        lags = _steps_text([s["lag"] for s in followed])
+        window = result["spike_test"]["window"]
+        rows.append(
+            (
+                f"spikes followed by a loss spike within {window} steps",
+                f"{len(followed)} of {len(spikes)}"
+                + (f" (lags {lags})" if followed else ""),
+            )
+        )
+    for name, grp in (result["groups"] or {}).items():
+        if grp["clip_fraction"] is None:
+            rows.append((f"group {name}", "no finite norm"))
+            continue
+        gr = grp["recommended_range"]
+        rows.append(
+            (
+                f"group {name}",
+                f"clips {grp['clip_fraction']:.3f} at T, {len(grp['spikes'])} spikes"
+                + (f" (steps {_steps_text(grp['spikes'])})" if grp["spikes"] else "")
+                + ("" if gr is None else f", range [{gr[0]:.4g}, {gr[1]:.4g}]"),
+            )
+        )
+    for rep in result["replays"]:
+        steps = rep["clipped_steps"]
+        rows.append(
+            (
+                f"replay {rep['method']}:{rep['value']:g}",
+                f"clips {rep['clip_fraction']:.3f} of steps"
+                + (
+                    f" (steps {_steps_text(steps, 8)}), smallest factor "
+                    f"{min(rep['factors']):.3g}"
+                    if steps
+                    else ""
+                ),
+            )
+        )
     if result["logged_clip_fraction"] is not None:
         rows.append(
             ("clip fraction in the log", f"{result['logged_clip_fraction']:.3f}")

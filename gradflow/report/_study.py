@@ -71,7 +71,11 @@ def success_heatmap(results: Results) -> Figure | None:
             if e["clip"] == m or (e["clip"] == "none" and "none" in levels):
                 i, j = lrs.index(e["lr"]), levels.index(_level(e))
                 rate[i, j] = e["success_rate"]
-        name = {"autoclip": "autoclip (percentile)", "zclip": "zclip (z-score)"}
+        name = {
+            "autoclip": "autoclip (percentile)",
+            "zclip": "zclip (z-score)",
+            "adagc": "adagc (× own EMA norm)",
+        }
         panels[name.get(m, m)] = (levels, lrs, rate)
     return plots.success_heatmap(panels)
 

@@ -51,7 +51,9 @@ from ._success import (
 
 #: Clip kinds a single-method ``clip = "..."`` may name (their level is the
 #: ``thresholds`` entry): every kind with a numeric threshold or z-score.
-CLIP_KINDS = tuple(k for k, v in _names.CLIPS.items() if v in ("threshold", "zscore"))
+CLIP_KINDS = tuple(
+    k for k, v in _names.CLIPS.items() if v in ("threshold", "zscore", "relative")
+)
 #: Every method a list-valued ``clip`` may name, and each one's default levels
 #: (``none`` has none; ``autoclip``'s are percentiles, ``zclip``'s z-scores).
 METHODS = tuple(_names.CLIPS)
@@ -61,6 +63,7 @@ DEFAULT_LEVELS: dict[str, list[float]] = {
     "agc": [0.05],
     "autoclip": [10.0],
     "zclip": [2.5],
+    "adagc": [1.05],
 }
 GRAD_PERCENTILES = (50, 90, 99)
 

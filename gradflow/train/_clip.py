@@ -1,4 +1,4 @@
-"""Gradient clipping as optax transforms: AutoClip, ZClip, unit-wise AGC, a monitor."""
+"""Gradient clipping as optax transforms: AutoClip, ZClip, AdaGC, AGC, a monitor."""
 
 from __future__ import annotations
 
@@ -61,6 +61,19 @@ class ZClipState(NamedTuple):
     var: jax.Array
     threshold: jax.Array
     spike: jax.Array
+
+
+class AdaGCState(NamedTuple):
+    """State of :func:`adagc`.
+
+    Attributes:
+        gamma: a pytree like the updates with one ``()`` per leaf: the EMA of
+            that tensor's clipped norm (its warm-up minimum until warm-up ends).
+        count: ``()`` int32, updates seen with a finite global norm.
+    """
+
+    gamma: Any
+    count: jax.Array
 
 
 class MonitorState(NamedTuple):
@@ -295,6 +308,98 @@ def zclip(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def adagc(
+    lambda_abs: float = 1.0,
+    lambda_rel: float = 1.05,
+    beta: float = 0.98,
+    warmup_steps: int = 100,
+    eps: float = 1e-8,
+) -> optax.GradientTransformation:
+    """AdaGC (Wang et al. 2025): clip each tensor against an EMA of its own norm.
+
+    The clipping of ``pytorch_optimizer.AdaGC`` (4.1.0) step by step, as an
+    optax transform to chain before any optimizer (AdaGC itself is this in front
+    of Adam: ``optax.chain(gf.train.adagc(), optax.adam(lr))`` is the
+    reference's update without weight decay). For update ``t = 1, 2, ...`` with
+    ``G`` the global norm and ``g_k`` the norm of leaf ``k``:
+
+    * warm-up (``t = 1`` and every ``t < warmup_steps``): every leaf is scaled
+      by ``min(lambda_abs / (G + eps), 1)`` (global-norm clipping at
+      ``lambda_abs``); ``gamma_k`` is the clipped leaf's norm at ``t = 1``, then
+      the minimum of it and each later one;
+    * then each leaf is scaled by
+      ``h_k = min(lambda_rel * max(gamma_k, eps) / max(g_k, eps), 1)`` and
+      ``gamma_k += (1 - beta) * (norm(h_k * leaf_k) - gamma_k)``.
+
+    Unlike the reference, an update whose global norm is not finite passes
+    through unchanged and leaves the state alone (the reference's ``gamma``
+    would turn NaN for good).
+
+    Args:
+        lambda_abs: the warm-up's global-norm threshold, > 0.
+        lambda_rel: a tensor is clipped to this multiple of its EMA norm, > 0.
+        beta: EMA factor in [0, 1).
+        warmup_steps: updates of global-norm clipping, >= 0.
+        eps: floor of norms and ``gamma``, >= 0.
+
+    Returns:
+        An ``optax.GradientTransformation`` with :class:`AdaGCState`.
+
+    Example:
+        >>> opt = optax.chain(gf.train.adagc(), optax.adam(1e-3))
+    """
+    lambda_abs = check_float("lambda_abs", lambda_abs, minimum=0.0, strict=True)
+    lambda_rel = check_float("lambda_rel", lambda_rel, minimum=0.0, strict=True)
+    beta = check_float("beta", beta, minimum=0.0)
+    if beta >= 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    warmup = check_int("warmup_steps", warmup_steps, minimum=0)
+    eps = check_float("eps", eps, minimum=0.0)
+
+    def init_fn(params):
+        return AdaGCState(
+            gamma=jax.tree_util.tree_map(
+                lambda p: jnp.zeros([], jnp.result_type(p)), params
+            ),
+            count=jnp.zeros([], jnp.int32),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        big = global_norm(updates)
+        finite = jnp.isfinite(big)
+        warming = (state.count == 0) | (state.count + 1 < warmup)
+        warm_scale = jnp.minimum(lambda_abs / (big + eps), 1.0)
+
+        def leaf(u, gamma):
+            n = jnp.sqrt(jnp.sum(jnp.square(u)))
+            h = jnp.minimum(
+                lambda_rel * jnp.maximum(gamma, eps) / jnp.maximum(n, eps), 1.0
+            )
+            scale = jnp.where(warming, warm_scale, h).astype(u.dtype)
+            out = u * scale
+            m = jnp.sqrt(jnp.sum(jnp.square(out)))
+            new = jnp.where(
+                warming,
+                jnp.where(state.count == 0, m, jnp.minimum(gamma, m)),
+                gamma + (1 - beta) * (m - gamma),
+            )
+            return (
+                jnp.where(finite, out, u),
+                jnp.where(finite, new, gamma).astype(gamma.dtype),
+            )
+
+        pairs = jax.tree_util.tree_map(leaf, updates, state.gamma)
+        treedef = jax.tree_util.tree_structure(updates)
+        outs, gammas = zip(*treedef.flatten_up_to(pairs), strict=True)
+        return treedef.unflatten(outs), AdaGCState(
+            gamma=treedef.unflatten(gammas),
+            count=state.count + finite.astype(jnp.int32),
+        )
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 def adaptive_grad_clip(
     clipping: float, eps: float = 1e-3
 ) -> optax.GradientTransformation:
@@ -400,8 +505,10 @@ def clipper(
             (:func:`adaptive_grad_clip`, the ratio of each output unit's
             gradient norm to its weight norm), ``"autoclip"``
             (:func:`percentile_clip` with ``threshold`` the percentile, default
-            10) or ``"zclip"`` (:func:`zclip` with ``threshold`` the z-score
-            threshold, default 2.5).
+            10), ``"zclip"`` (:func:`zclip` with ``threshold`` the z-score
+            threshold, default 2.5) or ``"adagc"`` (:func:`adagc` with
+            ``threshold`` its ``lambda_rel``, default 1.05; its other settings
+            pytorch-optimizer's defaults).
         threshold: the clip level, > 0 (ignored for ``"none"``).
         history: AutoClip's ring-buffer length.
 
@@ -415,6 +522,8 @@ def clipper(
         return percentile_clip(10.0 if threshold is None else threshold, history)
     if name == "zclip":
         return zclip(z_thresh=2.5 if threshold is None else threshold)
+    if name == "adagc":
+        return adagc(lambda_rel=1.05 if threshold is None else threshold)
     if threshold is None:
         raise ValueError(f"clip {name!r} needs a threshold > 0, got None")
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
