@@ -71,11 +71,11 @@ def test_refused_configs(grid, measure, match):
 
 def test_measure_sweep_on_the_modern_cells(tmp_path):
     """A whole run: every point finishes, the LRU's Jacobian norms are its
-    closed form, param_grad_share reads each cell's transition param."""
+    closed form, param_grad_share reads its transition param (nu_log)."""
     cfg = sweep.validate(
         {
             "grid": {
-                "cell": ["lru(r_min=0.5, r_max=0.9)", "min_lstm"],
+                "cell": ["lru(r_min=0.5, r_max=0.9)"],
                 "hidden_size": 3,
                 "length": 8,
                 "seeds": 2,
