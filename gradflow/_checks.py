@@ -107,6 +107,11 @@ def check_sequence(name: str, xs: Any, input_size: int | None) -> tuple[int, ...
         )
     if shape[0] < 1:
         raise ValueError(f"{name} must have at least one time step, got T=0")
+    if any(n < 1 for n in shape[1:-1]):
+        raise ValueError(
+            f"{name} must have at least one sequence on every batch axis "
+            f"(T, *batch, {width}), got shape {tuple(shape)}"
+        )
     if is_concrete(xs) and not bool(np.all(np.isfinite(np.asarray(xs)))):
         bad = np.argwhere(~np.isfinite(np.asarray(xs)))[0]
         raise ValueError(

@@ -180,7 +180,11 @@ MEASUREMENTS: dict[str, Measurement] = {
             "lyapunov_running": ("seed", "step", "k"),
             "lyapunov_resolved": ("seed", "k"),
         },
-        metrics={"lambda_max": "λ_max (nats / step)"},
+        metrics={
+            "lambda_max": "λ_max (nats / step)",
+            "kaplan_yorke": "Kaplan–Yorke dimension D_KY",
+            "entropy_rate": "entropy rate (nats / step)",
+        },
         batching="vmap",
         figures={
             "lyapunov_spectrum": Figure(
@@ -234,6 +238,28 @@ MEASUREMENTS: dict[str, Measurement] = {
                 "Fixed points in the plane of the two leading principal "
                 "components of the visited states (first seed): filled dots "
                 "attract, open circles repel.",
+            ),
+        },
+    ),
+    "param_sensitivity": Measurement(
+        defaults={"wrt": "W_hh", "probes": 32},
+        arrays={"param_sensitivity": ("seed", "step")},
+        metrics={
+            "log10_param_sensitivity": "log10 ‖∂h_t/∂θ‖² per scalar",
+            "log10_param_sensitivity_normalised": (
+                "log10 ‖∂h_t/∂θ‖² per scalar, inputs × sqrt(1 − ‖W_hh‖²)"
+            ),
+            "input_power": "mean squared input projection",
+        },
+        batching="vmap",
+        figures={
+            "sensitivity_vs_memory": Figure(
+                "The curse of memory: ‖∂h_t/∂θ‖² per parameter scalar and unit "
+                "input power (the second half of each sequence, median over "
+                "seeds) against the memory 1/(1 − g); open markers with inputs "
+                "scaled by sqrt(1 − ‖W_hh‖²). Lines: the closed forms "
+                "(1+g²)/(1−g²)³ and (1+g²)/(1−g²)² of the linear recurrence "
+                "W_hh = gI (drawn for a linear RNN at identity init).",
             ),
         },
     ),

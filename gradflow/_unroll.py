@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._checks import check_int, check_sequence
@@ -40,9 +41,9 @@ def resolve_carry(cell: Cell, params: Any, xs: Any, carry: Any, name: str = "xs"
     except TypeError as err:
         raise TypeError(f"carry must be a pytree of arrays, got {carry!r}") from err
     if jax.tree_util.tree_structure(carry) != jax.tree_util.tree_structure(expected):
+        want, got = describe_mismatch(expected, carry)
         raise TypeError(
-            f"carry must be shaped like cell.initial_carry({batch}), "
-            f"{_describe(expected)}, got {_describe(carry)}"
+            f"carry must be shaped like cell.initial_carry({batch}), {want}, got {got}"
         )
     want = [tuple(a.shape) for a in jax.tree_util.tree_leaves(expected)]
     if want != [shape for shape, _ in leaves]:
@@ -65,6 +66,25 @@ def _input_size(cell: Cell, params: Any, xs: Any) -> int | None:
     except (KeyError, IndexError, TypeError, AttributeError):
         shape = getattr(xs, "shape", None)
         return int(shape[-1]) if shape else None
+
+
+def describe_mismatch(expected: Any, given: Any) -> tuple[str, str]:
+    """Two carries of different structure, described so that they differ."""
+    want, got = _describe(expected), _describe(given)
+    if want == got and type(expected) is not type(given):
+        # The same shapes in look-alike containers (two classes of one name).
+        want = f"{want} (a {_qualified(type(expected))})"
+        got = f"{got} (a {_qualified(type(given))})"
+    elif want == got:
+        want = f"{want} in {jax.tree_util.tree_structure(expected)}"
+        got = f"{got} in {jax.tree_util.tree_structure(given)}"
+    elif isinstance(given, jax.Array | np.ndarray):
+        got = f"a plain array of shape {got} (build the cell's carry type from it)"
+    return want, got
+
+
+def _qualified(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _describe(tree: Any) -> str:

@@ -237,15 +237,17 @@ def clip_label(coords: Mapping[str, Any]) -> str:
     ``coords`` are a condition's coordinates (``clip``, and ``threshold`` or
     ``percentile``); without ``clip``, the threshold alone.
     """
+    # a condition trained with gradient flossing says so
+    floss = " + flossing" if coords.get("flossing") == "on" else ""
     clip = coords.get("clip")
     if clip in _OFF:
-        return "none"
+        return "none" + floss
     pct = coords.get("percentile")
     if clip == "autoclip" or (pct is not None and "threshold" not in coords):
         shown = f" p{pct:g}" if isinstance(pct, int | float) else ""
-        return f"{clip}{shown}"
+        return f"{clip}{shown}{floss}"
     th = threshold_label(coords.get("threshold"))
-    return f"{clip} {th}" if clip else th
+    return (f"{clip} {th}" if clip else th) + floss
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,24 @@ def all_arrays(out) -> dict:
 
     res = results.load(out)
     return {r["id"]: res.arrays(r["id"]) for r in res.records}
+
+
+#: ``python -c CLI_WITH_CTRL_C ARGS`` runs ``gradflow ARGS`` taking Ctrl-C as a
+#: terminal delivers it, however the suite was started: under ``nohup`` or a
+#: CI runner that starts jobs with SIGINT ignored, a child inherits the ignore
+#: and (rightly, as a background job) would never see the signal.
+CLI_WITH_CTRL_C = (
+    "import runpy, signal; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('gradflow.cli', run_name='__main__', alter_sys=True)"
+)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, whatever the suite inherited."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

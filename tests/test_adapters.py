@@ -167,8 +167,16 @@ def test_flax_params_are_the_param_state():
 
 
 def test_equinox_unsupported_kind():
-    with pytest.raises(TypeError, match=r"Linear needs initial_carry="):
-        gf.from_equinox(eqx.nn.Linear(D, N, key=KEY))
+    # Feed-forward modules: refused here, not at the first unroll.
+    for module in (eqx.nn.Linear(D, N, key=KEY), eqx.nn.MLP(D, N, 8, 2, key=KEY)):
+        kind = type(module).__name__
+        for carry in (None, jnp.zeros(N)):
+            with pytest.raises(
+                TypeError,
+                match=rf"must be recurrent, called as module\(x, carry\).*"
+                rf"{kind} is called as {kind}\(x, \*, key=None\)",
+            ):
+                gf.from_equinox(module, initial_carry=carry)
     with pytest.raises(TypeError, match=r"must be an equinox Module"):
         gf.from_equinox(nnx.GRUCell(D, N, rngs=nnx.Rngs(0)))
     with pytest.raises(TypeError, match=r"hidden must be a callable"):
@@ -229,6 +237,28 @@ def test_flax_unsupported_kind():
         gf.from_flax(NnxMGU(D, N, nnx.Rngs(0)))
     with pytest.raises(TypeError, match=r"must be a flax.nnx Module"):
         gf.from_flax(eqx.nn.GRUCell(D, N, key=KEY))
+
+
+@pytest.mark.parametrize("layer", ["dropout", "batchnorm"])
+def test_flax_module_that_updates_its_state(layer):
+    class Noisy(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(0.5 * jnp.eye(N))
+            self.drop = nnx.Dropout(0.5, rngs=nnx.Rngs(0))
+            self.norm = nnx.BatchNorm(N, rngs=nnx.Rngs(0))
+
+        def __call__(self, h, x):
+            h = jnp.tanh(self.w[...] @ h + jnp.sum(x))
+            h = self.drop(h) if layer == "dropout" else self.norm(h[None])[0]
+            return h, h
+
+    module = Noisy()
+    with pytest.raises(TypeError, match=r"module Noisy changes its own state .*eval"):
+        gf.from_flax(module, initial_carry=jnp.zeros(N), input_size=D)
+    module.eval()  # what the message advises: then it is a pure step
+    cell, params = gf.from_flax(module, initial_carry=jnp.zeros(N), input_size=D)
+    _, hs = gf.unroll(cell, params, jnp.ones((T, 2, D)))
+    assert hs.shape == (T, 2, N) and np.all(np.isfinite(hs))
 
 
 def test_flax_module_returning_only_a_carry():

@@ -173,6 +173,24 @@ def test_empty_sequence(rnn):
         gf.unroll(cell, params, jnp.ones((0, 3)))
 
 
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda c, p, x: gf.hidden_grad_norms(c, p, x, lambda hs: jnp.sum(hs)),
+        lambda c, p, x: gf.jacobian_norms(c, p, x),
+        lambda c, p, x: gf.param_grad_by_step(c, p, x, lambda hs: jnp.sum(hs)),
+    ],
+    ids=["hidden_grad_norms", "jacobian_norms", "param_grad_by_step"],
+)
+def test_empty_batch_axis(rnn, measure):
+    # Was a ZeroDivisionError (hidden_grad_norms) or an IndexError (jacobian_norms).
+    cell, params = rnn
+    with pytest.raises(
+        ValueError, match=r"one sequence on every batch axis .*\(5, 0, 3\)"
+    ):
+        measure(cell, params, jnp.ones((5, 0, 3)))
+
+
 def test_nan_in_xs(rnn):
     cell, params = rnn
     xs = jnp.ones((5, 2, 3)).at[2, 1, 0].set(jnp.nan)

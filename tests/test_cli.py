@@ -201,7 +201,9 @@ def test_figures_quick_never_touches_full_results(tmp_path, tiny_config, capsys)
     assert results.read_metrics(full)[0]["seeds"] == [0, 1, 2]
 
 
-def test_run_report_and_a_partial_run(tmp_path, tiny_config, capsys, monkeypatch):
+def test_run_report_and_a_partial_run(
+    tmp_path, tiny_config, capsys, monkeypatch, default_sigint
+):
     import signal
 
     out = tmp_path / "out"
@@ -317,7 +319,9 @@ def test_demo_resumes_its_own_folder_and_refuses_others(tmp_path, capsys, monkey
     # ... but a quick demo never replaces a full one, nor anything else.
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 2
-    assert "different config" in capsys.readouterr().err
+    assert "holds the results of a full demo; gradflow demo never replaces" in (
+        capsys.readouterr().err
+    )
     other = tmp_path / "other"
     assert main(["run", str(demo), "--out", str(other), "--quiet"]) == 0
     (other / "config.toml").write_text(TINY)

@@ -53,6 +53,22 @@ def write(tmp_path, text: str) -> Path:
             "missing",
         ),
         ("[cell]\nforget_bias = 1.0\n", "[cell] forget_bias", "LSTM cells only"),
+        # counts and tolerances: 0 failed inside the first point, files written
+        (
+            "[measure]\nfixed_points = { starts = 0 }\n",
+            "[measure] fixed_points.starts",
+            "an integer >= 1, got int 0",
+        ),
+        (
+            "[measure]\nfixed_points = { max_steps = -1 }\n",
+            "[measure] fixed_points.max_steps",
+            "an integer >= 1",
+        ),
+        (
+            "[measure]\nfixed_points = { unique_tol = 0.0 }\n",
+            "[measure] fixed_points.unique_tol",
+            "a number > 0",
+        ),
         ("[measure]\ngrad_norms = false\n", "[measure]", "at least one"),
         (
             "[measure]\nlayer_grad_norms = { loss = 'mean' }\n",

@@ -15,7 +15,7 @@ from gradflow.sweep import AXES, CLIPPING_AXES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)
 
 
 def _parenthesised(text: str, opening: str) -> str:
@@ -78,7 +78,9 @@ def _paths(text: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [ROOT / "README.md", *DOCS], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [ROOT / "README.md", *DOCS], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_every_file_a_document_names_exists(path):
     missing = []
     for name in sorted(_paths(path.read_text())):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import all_arrays
+from conftest import CLI_WITH_CTRL_C, all_arrays
 
 from gradflow import results, sweep
 from gradflow.sweep._lock import DirectoryLocked, directory_lock
@@ -110,6 +110,24 @@ def test_damaged_point_files_are_redone(tmp_path, compiled, reference):
     assert_same_results(tmp_path, reference)
 
 
+def test_point_files_of_the_wrong_shape_are_redone(tmp_path, compiled, reference):
+    """log10_grad_norms (2, 3) where the config makes (2, 6): not drawn, redone."""
+    run_until(tmp_path, compiled, 2)
+    pid = sorted(p.stem for p in (tmp_path / "points").glob("*.npz"))[0]
+    results.save_point(tmp_path, pid, {"log10_grad_norms": np.zeros((2, 3))})
+    seen = []
+    with pytest.warns(UserWarning, match="1 point file.* wrong shape") as caught:
+        sweep.run(
+            tiny(), tmp_path, progress="none", cache=compiled, on_point=seen.append
+        )
+    (message,) = [str(w.message) for w in caught if "wrong shape" in str(w.message)]
+    assert f"{pid} (log10_grad_norms has shape (3,) per seed, expected (6,))" in (
+        message
+    )
+    assert pid in seen and len(seen) == len(reference) - 1
+    assert_same_results(tmp_path, reference)
+
+
 def test_metrics_are_appended_and_the_last_record_wins(tmp_path, compiled):
     run_until(tmp_path, compiled, 2)
     before = (tmp_path / "metrics.jsonl").read_bytes()
@@ -150,6 +168,24 @@ def test_damaged_files_are_named(tmp_path, compiled, name, damage, expected):
     if name == "config.toml":  # as its message says, --force starts over
         sweep.run(tiny(), tmp_path, progress="none", force=True, cache=compiled)
         assert len(results.read_metrics(tmp_path)) == len(GAINS)
+
+
+def test_a_run_that_computed_nothing_is_replaced_by_the_corrected_config(
+    tmp_path, compiled, reference
+):
+    """An error in the first point left config.toml, axes.json and provenance:
+    fixing the config must not need --force (there is nothing to lose)."""
+    from gradflow.sweep._runner import claim_directory
+
+    failed = tiny(length=7)
+    claim_directory(tmp_path, failed, force=False)  # what the failed run wrote
+    (tmp_path / "axes.json").write_text("{}")
+    (tmp_path / "provenance.json").write_text("{}")
+    sweep.run(tiny(), tmp_path, progress="none", cache=compiled)
+    assert_same_results(tmp_path, reference)
+    # With a point computed, another config is refused as before.
+    with pytest.raises(ValueError, match="different config"):
+        sweep.run(failed, tmp_path, progress="none")
 
 
 def test_wall_time_of_every_segment_is_kept(tmp_path, compiled):
@@ -206,7 +242,7 @@ def slow():
 def cli(out, config_path, *extra):
     """Start ``gradflow run`` in its own process group, as a shell's job."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "gradflow.cli", "run", str(config_path)]
+    command = [sys.executable, "-c", CLI_WITH_CTRL_C, "run", str(config_path)]
     return subprocess.Popen(
         [*command, "--out", str(out), *extra],
         stderr=subprocess.PIPE,
@@ -270,6 +306,9 @@ def test_ctrl_c_during_compilation_and_between_points(
     done = len(results.read_metrics(tmp_path))
     assert 1 <= done < len(SLOW_GAINS)
     assert len(list((tmp_path / "points").glob("*.npz"))) == done
+    # Not "done" before "interrupted": the progress says where it stopped.
+    assert "done in" not in err, err
+    assert f"tiny: stopped after {done} of {len(SLOW_GAINS)} points" in err
 
     status, err = finish(cli(tmp_path, slow_config))  # resume
     assert status == 0, err

@@ -414,3 +414,20 @@ def test_compacted_solve_under_vmap_matches_separate_solves():
         np.testing.assert_allclose(out.states[i], one.states, atol=1e-6)
     assert np.all(out.converged)
     assert len(set(np.asarray(out.steps[0]).tolist())) >= 3  # different speeds
+
+
+def test_a_carry_of_another_type_is_named_not_shown_twice():
+    import collections
+
+    cell = gf.cells.rnn(4)
+    params = cell.init(jax.random.key(0), input_size=2)
+    look_alike = collections.namedtuple("RNNCarry", "h")
+    with pytest.raises(TypeError, match=r"got a plain array of shape \(8, 4\)"):
+        gf.fixed_points(cell, params, None, jnp.zeros((8, 4)))
+    with pytest.raises(TypeError) as err:
+        gf.fixed_points(cell, params, None, look_alike(jnp.zeros((8, 4))))
+    message = str(err.value)
+    assert "(a gradflow.cells._rnn.RNNCarry)" in message
+    assert f"(a {__name__}.RNNCarry)" in message
+    with pytest.raises(TypeError, match=r"got a plain array of shape \(8, 4\)"):
+        gf.unroll(cell, params, jnp.ones((5, 8, 2)), jnp.zeros((8, 4)))

@@ -352,3 +352,19 @@ def test_h_outside_the_carry_warns_and_measures_its_own_term():
     with pytest.warns(UserWarning, match=r"output h of cell 'dbl' \(layer\(s\) \[0\]"):
         got = gf.hidden_grad_norms(cell, {}, xs, lambda hs: jnp.sum(hs @ w))
     np.testing.assert_allclose(got.norms, np.full(6, 5.0), rtol=1e-6)
+
+
+def test_param_grad_by_step_overflow_warns_as_hidden_grad_norms_does():
+    """W = 1.2·Q over 1000 steps: the early steps' contributions pass 10^38."""
+    cell, params, xs, loss, _ = orthogonal_rnn_last_step(1.2, 1000)
+    by_step = jax.jit(lambda p, x: gf.param_grad_by_step(cell, p, x, loss))
+    with pytest.warns(gf.GradNormRangeWarning, match="float32 overflowed") as record:
+        out = jax.block_until_ready(by_step(params, xs))
+    assert len(record) == 1
+    bad = int(np.sum(~np.isfinite(np.asarray(out.norms["W_ih"]))))
+    assert bad > 500 and f"['W_ih'] at {bad} of 1000 steps" in str(record[0].message)
+    # Inside float32's range: no warning.
+    cell, params, xs, loss, _ = orthogonal_rnn_last_step(0.9, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gf.GradNormRangeWarning)
+        jax.block_until_ready(gf.param_grad_by_step(cell, params, xs, loss))

@@ -199,3 +199,28 @@ def test_single_threaded_lapack_is_a_no_op_without_openblas(monkeypatch, missing
     with _lapack.single_threaded_lapack() as found:
         assert found == []
         assert [get() for _, get in libs] == before
+
+
+@pytest.mark.parametrize("turn", ["times_nan", "set_nan"])
+def test_a_state_that_turns_nan_gives_nan_unresolved_exponents(turn):
+    """After 12 steps the state is NaN: no exponent is finite or resolved
+    (a constant NaN has a zero Jacobian, which read as a finite λ₁)."""
+    w = 0.9 * jnp.eye(3)
+
+    def step(p, c, x):
+        h, t = c
+        h = jnp.tanh(p["W"] @ h + x)
+        nan = h * jnp.nan if turn == "times_nan" else jnp.nan
+        h = jnp.where(t >= 12, nan, h)
+        return (h, t + 1.0), h
+
+    def initial(batch_shape=(), dtype=jnp.float32):
+        return jnp.zeros((*batch_shape, 3), dtype), jnp.zeros(batch_shape, dtype)
+
+    cell = gf.cells.custom(step, initial, hidden_size=3)
+    xs = jnp.full((40, 2, 3), 0.1)
+    out = jax.jit(lambda p, x: gf.lyapunov_spectrum(cell, p, x))({"W": w}, xs)
+    assert np.all(np.isnan(out.exponents)) and not np.any(out.resolved)
+    # The same cell before it turns: finite and resolved.
+    early = gf.lyapunov_spectrum(cell, {"W": w}, xs[:12], warmup=0)
+    assert np.all(np.isfinite(early.exponents)) and np.all(early.resolved)

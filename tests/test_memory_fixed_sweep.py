@@ -112,6 +112,10 @@ def test_condition_sentences():
     assert memory_sentence(rec).startswith("The gradient grows back in time")
     rec["metrics"]["decay_rate"] = [0.01, 0.02]
     assert memory_sentence(rec).startswith("Keeps a signal beyond the 300 steps")
+    rec["metrics"]["decay_rate"] = [None, None]  # every norm NaN
+    assert memory_sentence(rec).startswith(
+        "No memory horizon: ‖∂L/∂h_t‖ is not finite (NaN or inf) over the 300 steps"
+    )
     assert memory_sentence({"metrics": {}}) is None
     rec = {
         "metrics": {

@@ -33,6 +33,7 @@ def test_defaults_resolve_and_names_match_the_packages():
         ({"task": "mnist"}, "task", "one of adding"),
         ({"steps": "100"}, "steps", "an integer >= 1"),
         ({"lrs": [0.1, 0]}, "lrs", "learning rates > 0"),
+        ({"lrs": [0.1, 0.05, 0.1]}, "lrs", "distinct learning rates"),
         ({"seeds": [0, 0]}, "seeds", "distinct"),
         ({"task": "temporal_order", "length": 5}, "length", ">= 10"),
     ],
@@ -154,3 +155,26 @@ def test_summary_by_hand():
     assert "every condition diverged" in everything_diverges["recommended"]["reason"]
     with pytest.raises(ValueError, match="at least one condition"):
         gf.sweep.summarize_clipping([])
+
+
+def test_every_condition_diverged_recommends_nothing(tmp_path):
+    from gradflow.report._figures import clip_rows, recommended
+    from gradflow.results import Results
+
+    recs = [
+        _record({"clip": "none", "lr": 1e6}, [1, 1], [9, 9]),
+        _record({"clip": "global_norm", "threshold": 1.0, "lr": 1e6}, [1, 1], [9, 9]),
+    ]
+    s = gf.sweep.summarize_clipping(recs)
+    assert s["recommended"] is None
+    assert s["nothing_learned"].startswith("Nothing learned: every seed of all 2")
+    res = Results(tmp_path, {}, {}, {}, recs, s)
+    text, reason = recommended(res)
+    assert text is None and reason == s["nothing_learned"]
+    assert not any(r["recommended"] for r in clip_rows(res))
+    # One seed that did not diverge is something learned: ranked as before.
+    recs[1] = _record(
+        {"clip": "global_norm", "threshold": 1.0, "lr": 1e6}, [1, 0], [9, 0.3]
+    )
+    s = gf.sweep.summarize_clipping(recs)
+    assert s["recommended"]["threshold"] == 1.0 and "nothing_learned" not in s

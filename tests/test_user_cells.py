@@ -7,6 +7,7 @@ documented per-seed keys), and every wrong factory is refused before the run
 makes its directory, naming ``[grid] cell``.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,9 @@ SEEDS = [2, 9]
 # A minimal gated unit (Zhou et al. 2016) written against gradflow's custom
 # cell, params under the sweep's names so that the gain can scale W_hh.
 FACTORIES = """
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import gradflow as gf
@@ -81,6 +85,23 @@ def no_init(hidden_size):
     return gf.cells.custom(lambda p, h, x: (h, h), jnp.zeros(hidden_size))
 
 
+def noargs():
+    return gf.cells.rnn(4)
+
+
+def wider(hidden_size):
+    return mgu(hidden_size + 1)
+
+
+def bye(hidden_size):
+    sys.exit(3)
+
+
+def elsewhere(hidden_size):
+    os.chdir(os.path.dirname(os.getcwd()))  # a relative --out must not follow
+    return mgu(hidden_size)
+
+
 not_callable = 3
 """
 
@@ -89,9 +110,12 @@ not_callable = 3
 def factories(tmp_path, monkeypatch):
     module = f"user_cells_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(FACTORIES))
+    (tmp_path / f"{module}_syntax.py").write_text("def f(:\n")
+    (tmp_path / f"{module}_raises.py").write_text("raise RuntimeError('no GPU')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield module
-    sys.modules.pop(module, None)
+    for name in ("", "_syntax", "_raises"):
+        sys.modules.pop(module + name, None)
 
 
 def _config(cells, measure=None, **grid):
@@ -180,7 +204,14 @@ def test_a_cell_without_w_hh_runs_at_gain_one(factories, tmp_path):
         ("not_a_cell", {}, None, "expected the factory to return a gradflow Cell"),
         ("no_init", {"gain": [1.0]}, None, "has no init"),
         ("not_callable", {}, None, "expected a callable factory, got int"),
-        ("missing", {}, None, "cannot import it (AttributeError"),
+        ("missing", {}, None, "has no 'missing'"),
+        ("noargs", {}, None, "called as noargs(hidden_size, **options) -> Cell, but "),
+        ("wider", {}, None, "hidden_size 6, the factory built a cell whose h has"),
+        ("bye", {}, None, "failed at hidden_size 6: it called sys.exit(3)"),
+        ("json:dumps", {}, None, "failed at hidden_size 6: TypeError: "),
+        ("os:getcwd", {}, None, "called as getcwd(hidden_size, **options)"),
+        ("_syntax:f", {}, None, "_syntax' failed: SyntaxError: invalid syntax"),
+        ("_raises:f", {}, None, "_raises' failed: RuntimeError: no GPU"),
         ("mgu", {"init": ["gaussian", "orthogonal"]}, None, "takes no recurrent_init"),
         (
             "mgu",
@@ -200,10 +231,14 @@ def test_a_wrong_factory_is_refused_before_the_run(
     factories, tmp_path, factory, grid, measure, expected
 ):
     out = tmp_path / "out"
-    config = _config([f"{factories}:{factory}"], measure, **grid)
+    if ":" not in factory:
+        factory = f"{factories}:{factory}"
+    elif factory.startswith("_"):  # another module beside the factories
+        factory = factories + factory
+    config = _config([factory], measure, **grid)
     with pytest.raises(sweep.ConfigError, match="grid\\] cell") as err:
         sweep.run(config, out, progress="none")
-    assert expected in str(err.value)
+    assert expected in str(err.value) and "\n" not in str(err.value)
     assert not out.exists()
 
 
@@ -261,3 +296,46 @@ def test_gradflow_run_finds_a_factory_in_the_current_folder(tmp_path):
     res = results.load(tmp_path / "out")
     assert {r["coords"]["cell"] for r in res.records} == {"rnn", "mycells:mgu"}
     assert "mycells:mgu" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_factory_that_changes_directory_or_exits(tmp_path):
+    """In a real process: ``--out`` stays where the user meant it, relative to
+    the folder the command started in; ``sys.exit`` in a factory is one line."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mycells.py").write_text(textwrap.dedent(FACTORIES))
+    config = """\
+        [experiment]
+        name = "mine"
+        [grid]
+        cell = "mycells:{}"
+        hidden_size = 3
+        length = 4
+        seeds = [0]
+        [measure]
+        grad_norms = true
+        """
+
+    def run(factory):
+        (tmp_path / "run" / "mine.toml").write_text(
+            textwrap.dedent(config.format(factory))
+        )
+        command = [sys.executable, "-m", "gradflow.cli", "run", "mine.toml"]
+        root = str(Path(gf.__file__).resolve().parents[1])  # this gradflow
+        return subprocess.run(
+            [*command, "--out", "out", "--quiet"],
+            cwd=tmp_path / "run",
+            env={**os.environ, "PYTHONPATH": root},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    proc = run("elsewhere")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "out" / "config.toml").exists()
+    assert not (tmp_path / "out").exists()  # where the factory's chdir led
+    proc = run("bye")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "[grid] cell 'mycells:bye': the factory failed at hidden_size 3" in (
+        proc.stderr
+    )

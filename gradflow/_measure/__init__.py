@@ -18,8 +18,9 @@ from ._jacobian import (
     jacobian_singular_values,
 )
 from ._lapack import single_threaded_lapack
-from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._lyapunov import LyapunovSpectrum, SpectrumTooShortWarning, lyapunov_spectrum
 from ._params import ParamGradByStep, param_grad_by_step
+from ._sensitivity import ParamSensitivity, param_sensitivity
 from ._summary import DecayFit, VanishingBound, decay_rate, vanishing_bound
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "JacobianSpectrum",
     "LyapunovSpectrum",
     "ParamGradByStep",
+    "ParamSensitivity",
+    "SpectrumTooShortWarning",
     "VanishingBound",
     "decay_rate",
     "eigenvalues_at",
@@ -43,6 +46,7 @@ __all__ = [
     "lyapunov_spectrum",
     "memory_horizon",
     "param_grad_by_step",
+    "param_sensitivity",
     "sample_states",
     "single_threaded_lapack",
     "vanishing_bound",

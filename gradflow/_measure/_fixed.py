@@ -25,7 +25,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from .._checks import check_float, check_int, is_concrete
-from .._unroll import check_cell, forward_states, resolve_carry
+from .._unroll import check_cell, describe_mismatch, forward_states, resolve_carry
 from ..cells import Cell
 
 
@@ -285,10 +285,10 @@ def _check(cell: Cell, params: Any, x: Any, initial: Any):
     expected = cell.initial_carry((count,), dtype)
     got = jax.tree_util.tree_map(lambda a: tuple(a.shape), initial)
     if jax.tree_util.tree_structure(initial) != jax.tree_util.tree_structure(expected):
+        want, given = describe_mismatch(expected, initial)
         raise TypeError(
-            f"initial must be shaped like cell.initial_carry(({count},)), "
-            f"{jax.tree_util.tree_map(lambda a: tuple(a.shape), expected)}, "
-            f"got {got}"
+            f"initial must be shaped like cell.initial_carry(({count},)), {want}, "
+            f"got {given}"
         )
     want = [tuple(a.shape) for a in jax.tree_util.tree_leaves(expected)]
     if want != [tuple(a.shape) for a in leaves]:

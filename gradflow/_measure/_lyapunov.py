@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_int, check_key
 from .._unroll import forward_states
@@ -36,12 +38,85 @@ class LyapunovSpectrum(NamedTuple):
             than the dtype resolves) or was floored at the smallest normal
             number. Such an exponent is an upper bound (the true one is lower:
             float32 reads −42.8 for a float64 −46.8); rerun in float64 or
-            read it as a bound.
+            read it as a bound. Also False (and the exponent NaN) where the
+            state or its Jacobian was not finite at an averaged step.
     """
 
     exponents: jax.Array
     running: jax.Array
     resolved: jax.Array
+
+    @property
+    def kaplan_yorke(self) -> jax.Array:
+        """The Kaplan–Yorke (Lyapunov) dimension, ``(*batch,)``.
+
+        ``D_KY = j + Σ_{i≤j} λ_i / |λ_{j+1}|`` with ``j`` the largest index
+        whose partial sum ``Σ_{i≤j} λ_i`` is non-negative (``j = 0``, so
+        ``D_KY = 0``, when ``λ_1 < 0``). NaN, with a
+        :class:`SpectrumTooShortWarning`, where every partial sum of the ``k``
+        exponents computed is non-negative (``λ_{j+1}`` was not computed:
+        ask for more exponents); NaN where one of ``λ_1 … λ_{j+1}`` is not
+        resolved (see ``resolved``) or NaN.
+        """
+        lam = self.exponents
+        k = lam.shape[-1]
+        partial_sums = jnp.cumsum(lam, axis=-1)
+        nonneg = partial_sums >= 0
+        # partial sums rise while λ_i > 0 and fall after, so the non-negative
+        # ones are a prefix: j counts them
+        j = jnp.sum(jnp.cumprod(nonneg.astype(jnp.int32), axis=-1), axis=-1)
+        short = j >= k
+        idx = jnp.minimum(j, k - 1)[..., None]
+        nxt = jnp.take_along_axis(lam, idx, axis=-1)[..., 0]
+        head = jnp.take_along_axis(
+            partial_sums, jnp.maximum(j - 1, 0)[..., None], axis=-1
+        )[..., 0]
+        head = jnp.where(j > 0, head, 0.0)
+        dim = j.astype(lam.dtype) + head / jnp.abs(nxt)
+        needed = jnp.arange(k).reshape((1,) * j.ndim + (k,)) <= j[..., None]
+        unresolved = jnp.any(needed & ~self.resolved, axis=-1)
+        _warn_if(short, "kaplan_yorke", k)
+        bad = short | unresolved | jnp.any(jnp.isnan(lam), axis=-1)
+        return jnp.where(bad, jnp.nan, dim)
+
+    @property
+    def entropy_rate(self) -> jax.Array:
+        """The sum of the positive exponents (nats per step), ``(*batch,)``.
+
+        Pesin's identity makes it the Kolmogorov–Sinai entropy rate of the
+        dynamics. NaN, with a :class:`SpectrumTooShortWarning`, where the
+        last exponent computed is still positive (the next one may be too);
+        NaN where a positive exponent is not resolved (an unresolved
+        non-positive one is an upper bound, so it stays non-positive) or NaN.
+        """
+        lam = self.exponents
+        k = lam.shape[-1]
+        positive = lam > 0
+        short = positive[..., -1]
+        unresolved = jnp.any(positive & ~self.resolved, axis=-1)
+        rate = jnp.sum(jnp.where(positive, lam, 0.0), axis=-1)
+        _warn_if(short, "entropy_rate", k)
+        bad = short | unresolved | jnp.any(jnp.isnan(lam), axis=-1)
+        return jnp.where(bad, jnp.nan, rate)
+
+
+class SpectrumTooShortWarning(UserWarning):
+    """The ``k`` exponents computed do not decide a quantity (compute more)."""
+
+
+def _warn_if(short: jax.Array, what: str, k: int) -> None:
+    def warn(flags: np.ndarray) -> None:
+        n = int(np.sum(flags))
+        if n:
+            warnings.warn(
+                f"LyapunovSpectrum.{what}: the {k} exponents computed do not "
+                f"decide it for {n} of {max(1, np.size(flags))} sequences (NaN "
+                "there); compute more exponents (a larger k)",
+                SpectrumTooShortWarning,
+                stacklevel=3,
+            )
+
+    jax.debug.callback(warn, short)
 
 
 def lyapunov_spectrum(
@@ -113,7 +188,8 @@ def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
             c_t, xw_t = inp
             # the tangent frame moves with the step's Jacobian at the state
             # entering it; the state itself advances in the shared forward scan
-            _, lin = jax.linearize(lambda z: f(z, xw_t), flat(c_t))
+            state = flat(c_t)
+            _, lin = jax.linearize(lambda z: f(z, xw_t), state)
             y = jax.vmap(lin, in_axes=1, out_axes=1)(q)
             q, r = jnp.linalg.qr(y)
             diag = jnp.abs(jnp.diagonal(r))
@@ -121,7 +197,12 @@ def _benettin(cell, params, xs, carry, key, size, k, batch, warmup):
             # noise; at or below tiny it was floored: either way not resolved.
             floor = size * jnp.finfo(dtype).eps * jnp.max(diag)
             lost = (diag < floor) | (diag <= jnp.finfo(dtype).tiny)
-            return q, (safe_log(diag), lost)
+            # A state or Jacobian that is not finite has no exponent: NaN, and
+            # unresolved (a NaN-valued step has a zero Jacobian, floored to a
+            # finite log, and NaN compares false with every floor).
+            finite = jnp.all(jnp.isfinite(state)) & jnp.all(jnp.isfinite(y))
+            logs = jnp.where(finite, safe_log(diag), jnp.nan)
+            return q, (logs, lost | ~finite)
 
         fwd = forward_states(cell, params, xs1, carry1, along=(body, frame))
         logs, lost = (a[warmup:] for a in fwd.along[1])

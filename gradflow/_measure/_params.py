@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 from .._unroll import chunk_length, forward_states, reverse_states, unroll
 from ..cells import Cell
 from ._common import check_loss_fn, hidden_struct, norm, prepare
+from ._grad import GradNormRangeWarning
 
 
 class ParamGradByStep(NamedTuple):
@@ -64,7 +66,8 @@ def param_grad_by_step(
             ``T`` is clamped by JAX, see :func:`gradflow.hidden_grad_norms`).
         carry: the carry entering step 0; ``None`` means zeros.
         contributions: also return every ``C_t`` (``T`` times the params'
-            memory).
+            memory). A :class:`GradNormRangeWarning` (once per call) says when
+            a norm overflowed float32 (inf; its shares read NaN or inf).
         remat: ``True`` or a chunk length: keep one carry per chunk and
             recompute the rest, in the reverse scan and in the gradient.
 
@@ -79,7 +82,35 @@ def param_grad_by_step(
     hs = hidden_struct(cell, params, xs, carry)
     check_loss_fn(loss_fn, hs.shape, hs.dtype)
     chunk = chunk_length(remat, xs.shape[0])
-    return _by_step(cell, params, xs, loss_fn, carry, contributions, chunk)
+    out = _by_step(cell, params, xs, loss_fn, carry, contributions, chunk)
+    paths, _ = jax.tree_util.tree_flatten_with_path(out.norms)
+    names = tuple(jax.tree_util.keystr(path) for path, _ in paths)
+    bad = [jnp.sum(~jnp.isfinite(leaf)) for _, leaf in paths]
+    # NaN in gives NaN out, silently; a finite input that gives none is news.
+    finite_in = jnp.all(
+        jnp.asarray([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves((params, xs))])
+    )
+    jax.debug.callback(partial(_warn_overflow, names, xs.shape[0]), bad, finite_in)
+    return out
+
+
+def _warn_overflow(names: tuple[str, ...], steps: int, bad: list, finite_in) -> None:
+    hit = [
+        f"{name} at {int(n)} of {steps} steps"
+        for name, n in zip(names, bad, strict=True)
+        if n
+    ]
+    if hit and bool(finite_in):
+        warnings.warn(
+            f"param_grad_by_step: per-step contributions are not finite "
+            f"({'; '.join(hit)}) though params and xs are: "
+            "float32 overflowed (or the loss is not finite), so their norms read "
+            "inf or NaN and their shares and alignments NaN; scale the weights "
+            "or the loss down, or measure in float64 "
+            "(jax.config.update('jax_enable_x64', True))",
+            GradNormRangeWarning,
+            stacklevel=2,
+        )
 
 
 @partial(jax.jit, static_argnums=(0, 3, 5, 6))

@@ -6,6 +6,7 @@ gradflow-jax[equinox]``); the rest of gradflow never needs it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,7 @@ def from_equinox(
             f"{type(module).__name__}"
         )
     kind = type(module).__name__
+    _check_recurrent(module, kind)
     hidden_size = None
     if isinstance(module, eqx.nn.GRUCell | eqx.nn.LSTMCell):
         hidden_size = module.hidden_size
@@ -120,6 +122,29 @@ def from_equinox(
         init=make,
     )
     return cell, params
+
+
+def _check_recurrent(module: Any, kind: str) -> None:
+    """Refuse a module that cannot be called as ``module(x, carry)`` now, not later."""
+    try:
+        signature = inspect.signature(module.__call__)
+    except (TypeError, ValueError):  # no signature to read: the call will tell
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        empty = inspect.Parameter.empty
+        signature = signature.replace(
+            parameters=[
+                p.replace(annotation=empty) for p in signature.parameters.values()
+            ],
+            return_annotation=empty,
+        )
+        raise TypeError(
+            f"module must be recurrent, called as module(x, carry) -> carry like "
+            f"eqx.nn.GRUCell; {kind} is called as {kind}{signature} (a "
+            f"feed-forward layer has no carry to take Jacobians of)"
+        ) from None
 
 
 def _dtype(module: Any):

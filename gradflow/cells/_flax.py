@@ -71,6 +71,7 @@ def from_flax(
     """
     try:
         from flax import nnx
+        from flax.errors import TraceContextError
     except ImportError as err:  # pragma: no cover - the [test] extra installs it
         raise ImportError(
             "from_flax needs flax: pip install 'gradflow-jax[flax]'"
@@ -113,8 +114,25 @@ def from_flax(
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
     def step(p, carry, x):
-        return nnx.merge(graphdef, p, rest)(carry, x)
+        try:
+            return nnx.merge(graphdef, p, rest)(carry, x)
+        except TraceContextError as err:
+            raise TypeError(
+                f"module {kind} changes its own state when called ({err}): "
+                "Dropout, BatchNorm and other layers in training mode update "
+                "variables (random counts, batch statistics) that a measured "
+                "step cannot; call module.eval() before gf.from_flax, or build "
+                "the module with deterministic=True / use_running_average=True"
+            ) from None
 
+    if input_size is not None:  # a module that mutates its state: say so now
+        template = (
+            initial_carry((), jnp.float32)
+            if callable(initial_carry)
+            else (initial_carry)
+        )
+        x = jax.ShapeDtypeStruct((input_size,), jnp.float32)
+        jax.eval_shape(step, params, template, x)
     hidden_size = getattr(module, "hidden_features", None)
     cell = custom(
         step,

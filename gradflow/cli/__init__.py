@@ -114,30 +114,44 @@ def _list_shipped() -> int:
     return 0
 
 
-def _distributed(args: argparse.Namespace) -> int:
-    """Join a multi-process run (``--distributed``); this process's index."""
+def _distributed_flags(args: argparse.Namespace) -> dict | None:
+    """The ``--distributed`` flags, checked; None without ``--distributed``."""
     manual = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed:
         if any(v is not None for v in manual):
             raise _Failure(
                 "--coordinator, --num-processes and --process-id need --distributed"
             )
-        return 0
+        return None
     if any(v is None for v in manual) and any(v is not None for v in manual):
         raise _Failure(
             "give all of --coordinator, --num-processes and --process-id, or none "
             "(then jax.distributed.initialize() reads the cluster's environment)"
         )
+    from . import _multiprocess as dist
+
+    flags = {
+        "coordinator": args.coordinator,
+        "num_processes": args.num_processes,
+        "process_id": args.process_id,
+        "heartbeat_timeout": args.heartbeat_timeout,
+        "join_timeout": args.join_timeout,
+    }
+    dist.check_flags(**flags)
+    return flags
+
+
+def _distributed(flags: dict | None) -> int:
+    """Join a multi-process run (``--distributed``); this process's index."""
+    if flags is None:
+        return 0
     import jax
+
+    from . import _multiprocess as dist
 
     # CPU devices of different processes talk through gloo (no-op elsewhere).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-        heartbeat_timeout_seconds=args.heartbeat_timeout,
-    )
+    dist.join(jax.distributed.initialize, **flags)
     return jax.process_index()
 
 
@@ -149,15 +163,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             "run needs CONFIG (a TOML file or a shipped experiment's name, see "
             "`gradflow run --list`) and --out DIR"
         )
+    flags = _distributed_flags(args)  # before jax or the user's code
     from gradflow import sweep
     from gradflow._experiments import resolve
 
     _cwd_importable()
-    path = resolve(_config_path(args.config))
-    out = sweep.check_out(args.out)
+    path = resolve(_config_path(args.config)).absolute()
+    out = sweep.check_out(args.out).absolute()  # before the user's code runs
     if args.report:
         _report_module()  # before hours of running, not after
-    if _distributed(args) > 0:
+    if _distributed(flags) > 0:
         args.quiet, args.report = True, False  # process 0 speaks and writes
     try:
         # the file is read, checked and its grid expanded once, by the run
@@ -201,6 +216,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # demo changed between versions); anything else is refused.
     there = results.read_config(out).get("experiment", {})
     force = there.get("name") == "demo" and there.get("quick") == args.quick
+    if there and not force:
+        # sweep.run's refusal advises --force, which demo does not take.
+        size = "a quick demo" if there.get("quick") else "a full demo"
+        what = size if there.get("name") == "demo" else f"{there.get('name')!r}"
+        raise _Failure(
+            f"{out} holds the results of {what}; gradflow demo never replaces "
+            f"another run's results: choose another --out (or delete {out})"
+        )
     sweep.run(config, out, quick=args.quick, progress=_progress(args), force=force)
     _write_report(out, args.quiet)
     return 0
@@ -256,9 +279,18 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from gradflow import sweep
     from gradflow._experiments import shipped_dir
 
+    from . import _figure_copies as copies
+
     folder = Path(args.experiments or shipped_dir() or "experiments")
     configs = sorted(folder.glob("*.toml"))
     if args.only:
+        unknown = sorted(set(args.only) - {c.stem for c in configs})
+        if unknown:
+            known = ", ".join(c.stem for c in configs) or "none"
+            raise _Failure(
+                f"--only {' '.join(unknown)}: no such experiment in {folder} "
+                f"(there: {known})"
+            )
         configs = [c for c in configs if c.stem in args.only]
     if not configs:
         raise _Failure(f"no experiments (*.toml) found in {folder}")
@@ -267,9 +299,14 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     # Quick results and figures get their own folders: a smoke test never
     # replaces (or mixes into) the full results or the shipped figures.
     suffix = "-quick" if args.quick else ""
-    for path, config in zip(configs, loaded, strict=True):
-        name = config["experiment"]["name"] + suffix
-        directory = Path(args.results) / name
+    # Absolute before any user's cell factory runs (it may change directory).
+    out, results_dir = Path(args.out).absolute(), Path(args.results).absolute()
+    copies.check_separate(out, results_dir)
+    names = [config["experiment"]["name"] + suffix for config in loaded]
+    for name in names:  # every folder, before any experiment runs
+        copies.check_target(out / name, None, force=args.force)
+    for path, config, name in zip(configs, loaded, names, strict=True):
+        directory = results_dir / name
         if not args.quiet:
             print(f"== {path} -> {directory}", file=sys.stderr)
         sweep.run(
@@ -279,16 +316,11 @@ def _cmd_figures(args: argparse.Namespace) -> int:
             progress=_progress(args),
             force=args.force,
         )
+        target = out / name
+        digest = copies.config_digest(directory)
+        copies.check_target(target, digest, force=args.force)
         _write_report(directory, args.quiet)
-        source = directory / "figures"
-        target = Path(args.out) / name
-        # OUT/<name> holds only copies of DIR/figures: remade whole each time.
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for f in sorted(source.glob("*")) if source.exists() else []:
-            if f.is_file():
-                shutil.copy2(f, target / f.name)
+        copies.copy_figures(directory / "figures", target, name, digest)
         if not args.quiet:
             print(f"figures: {target}", file=sys.stderr)
     return 0
@@ -385,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --distributed: seconds without word from a process before the "
         "others stop, as its points cannot finish without it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--join-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="with --distributed: seconds to wait for every process to join "
+        "before giving up with a message (default: %(default)s)",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_run)
@@ -535,8 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="replace a RESULTS/<name> that holds results of a different config "
-        "(without it such a directory is refused)",
+        help="replace a RESULTS/<name> that holds results of a different config, "
+        "and the figures gradflow copied to OUT/<name> from it (without it both "
+        "are refused); files gradflow did not write are never replaced or deleted",
     )
     _add_progress(p)
     p.set_defaults(handler=_cmd_figures)

@@ -32,6 +32,7 @@ from gradflow.plots._profiles import (
     layer_heatmap,
     param_grad_share,
 )
+from gradflow.plots._sensitivity import sensitivity_vs_memory
 from gradflow.plots._study import success_heatmap, success_vs
 from gradflow.plots._style import (
     COLUMN_WIDTHS,
@@ -69,6 +70,7 @@ __all__ = [
     "pascanu_bound",
     "phase_diagram",
     "save",
+    "sensitivity_vs_memory",
     "style",
     "style_rc",
     "success_heatmap",

@@ -46,6 +46,13 @@ def memory_sentence(record: dict[str, Any]) -> str | None:
         )
     if _all_null(record, "memory_horizon"):
         rate = _median(record, "decay_rate")
+        if _all_null(record, "decay_rate"):
+            # NaN or inf norms: no horizon and no fit (too few finite steps).
+            return (
+                f"No memory horizon: ‖∂L/∂h_t‖ is not finite (NaN or inf) over "
+                f"{span} in every seed, so neither a horizon nor a decay rate can "
+                "be read from it."
+            )
         if math.isfinite(rate) and rate < 0:
             return (
                 f"The gradient grows back in time (explodes, {_n(-rate)} nats per "

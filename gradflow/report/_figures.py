@@ -444,7 +444,7 @@ def recommended(results: Results) -> tuple[str | None, str]:
     """The recommended condition as text (with its lr and stable range) and why."""
     rec = (results.summary or {}).get("recommended")
     if not isinstance(rec, dict):
-        return None, ""
+        return None, str((results.summary or {}).get("nothing_learned") or "")
     text = rec.get("label") or clip_label(rec)
     if s._is_num(rec.get("lr")):
         text += f" at lr {rec['lr']:g}"
@@ -548,6 +548,55 @@ def fixed_point_pca(results: Results) -> Figure | None:
     return None
 
 
+def sensitivity_vs_memory(results: Results) -> Figure | None:
+    """``‖∂h_t/∂θ‖²`` per scalar and unit input power against ``1/(1 − g)``."""
+    plain = _against(results, "log10_param_sensitivity", "gain")
+    power = _against(results, "input_power", "gain")
+    if not plain or not power:
+        return None
+    normed = _against(results, "log10_param_sensitivity_normalised", "gain")
+    gains = plain[0]
+    keep = gains < 1.0
+    if keep.sum() < 2:
+        return None
+    memory = 1.0 / (1.0 - gains[keep])
+    xs: dict[str, np.ndarray] = {}
+    ys: dict[str, np.ndarray] = {}
+    for label, vals in plain[1].items():
+        scale = power[1].get(label)
+        if scale is None:
+            continue
+        with np.errstate(all="ignore"):
+            per = 10.0 ** np.asarray(vals, float) / np.asarray(scale, float)
+            ys[label or "measured"] = np.nanmedian(per, axis=1)[keep]
+            xs[label or "measured"] = memory
+            if normed and label in normed[1]:
+                n = 10.0 ** np.asarray(normed[1][label], float) / scale
+                if np.any(np.isfinite(n)):
+                    name = f"{label}, normalised" if label else "normalised"
+                    ys[name] = np.nanmedian(n, axis=1)[keep]
+                    xs[name] = memory
+    cfg = results.config if isinstance(results.config, dict) else {}
+    init = cfg.get("grid", {}).get("init")
+    inits = init if isinstance(init, list) else [init]
+    forms = {}
+    if cfg.get("cell", {}).get("activation") == "linear" and inits == ["identity"]:
+        g = np.linspace(gains[keep].min(), gains[keep].max(), 200)
+        q = g**2
+        forms = {
+            "(1+g²)/(1−g²)³": (1 / (1 - g), (1 + q) / (1 - q) ** 3),
+            "(1+g²)/(1−g²)²": (1 / (1 - g), (1 + q) / (1 - q) ** 2),
+        }
+    fig = plots.sensitivity_vs_memory(
+        xs,
+        ys,
+        closed_forms=forms,
+        xlabel=r"memory $1/(1-g)$",
+        ylabel=r"$\|\partial h_t/\partial\theta\|^2$ per scalar / input power",
+    )
+    return _shown_at(fig, plain[2])
+
+
 #: Figure name -> ``draw(results) -> Figure | None``: one function for every
 #: figure of ``gradflow._specs`` (tests/test_names.py checks they match).
 FIGURES: dict[str, Any] = {
@@ -565,6 +614,7 @@ FIGURES: dict[str, Any] = {
     "forgetting_vs_gain": forgetting_vs_gain,
     "fixed_point_pca": fixed_point_pca,
     "param_grad_share": param_grad_share,
+    "sensitivity_vs_memory": sensitivity_vs_memory,
     "loss_curves": loss_curves,
     "clipping_summary": clipping_summary,
     "grad_norm_heatmap": grad_norm_heatmap,

@@ -92,7 +92,14 @@ CLIPPING_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "divergence_factor": 100.0,
     "grad_divergence_factor": 1e6,
+    "flossing": {},
+    "task_options": {},
 }
+
+#: ``[clipping.flossing]``: gradient flossing (``gf.train.flossing``); when
+#: given (with ``k``), every condition runs without it and with it (the
+#: ``flossing`` coordinate, ``"off"``/``"on"``).
+FLOSSING_KEYS = {"k": None, "weight": 1.0, "every": 1, "before": 0, "examples": 0}
 
 _INT_KEYS = ("length", "hidden_size", "batch_size", "steps", "eval_batch_size")
 _POSITIVE_KEYS = ("gain", "autoclip_percentile")
@@ -165,10 +172,24 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
             out["length"],
         )
     out["seeds"] = _seeds(where, out["seeds"], "[clipping] seeds")
+    out["flossing"] = _flossing(out["flossing"], out["hidden_size"], where)
+    opts = out["task_options"]
+    if not isinstance(opts, Mapping) or not all(
+        isinstance(k, str) and _is_int(v) and v >= 1 for k, v in opts.items()
+    ):
+        raise _bad(
+            where,
+            "task_options",
+            "a table of the task's integer options (e.g. copy: symbols, recall)",
+            opts,
+        )
+    out["task_options"] = {k: int(v) for k, v in opts.items()}
     lrs = out["lrs"] if isinstance(out["lrs"], list) else [out["lrs"]]
     if not lrs or not all(_finite(v) and v > 0 for v in lrs):
         raise _bad(where, "lrs", "a list of learning rates > 0", out["lrs"])
     out["lrs"] = [float(v) for v in lrs]
+    if len(set(out["lrs"])) != len(lrs):  # each would be trained twice
+        raise _bad(where, "lrs", "distinct learning rates", out["lrs"])
     thresholds = out["thresholds"]
     if not isinstance(thresholds, list) or not thresholds:
         raise _bad(where, "thresholds", "a non-empty list", thresholds)
@@ -210,6 +231,38 @@ def validate_clipping_section(section: Mapping[str, Any], where: str) -> dict:
             where, "levels", "no [clipping.levels] unless clip is a list", out["levels"]
         )
     return out
+
+
+def _flossing(table: Any, hidden_size: int, where: str) -> dict[str, Any]:
+    """The checked ``[clipping.flossing]`` table (``{}``: no flossing)."""
+    if not isinstance(table, Mapping):
+        raise _bad(where, "flossing", "a table (k, weight, every, before)", table)
+    if not table:
+        return {}
+    extra = [k for k in table if k not in FLOSSING_KEYS]
+    if extra:
+        raise _bad(
+            where,
+            f"flossing.{extra[0]}",
+            f"one of {', '.join(FLOSSING_KEYS)}",
+            extra[0],
+        )
+    out = {**FLOSSING_KEYS, **table}
+    k = out["k"]
+    if not _is_int(k) or not 1 <= k <= hidden_size:
+        raise _bad(where, "flossing.k", f"an integer in [1, {hidden_size}]", k)
+    for key in ("every", "before", "examples"):
+        if not _is_int(out[key]) or out[key] < 0:
+            raise _bad(where, f"flossing.{key}", "an integer >= 0", out[key])
+    if not _finite(out["weight"]) or out["weight"] < 0:
+        raise _bad(where, "flossing.weight", "a number >= 0", out["weight"])
+    return {
+        "k": int(k),
+        "weight": float(out["weight"]),
+        "every": int(out["every"]),
+        "before": int(out["before"]),
+        "examples": int(out["examples"]),
+    }
 
 
 def _methods(section: Mapping[str, Any], out: dict, where: str) -> list[str] | None:
@@ -301,11 +354,15 @@ def clipping_grid(section: Mapping[str, Any]) -> list[dict[str, Any]]:
     thresholds (or methods and their levels) in the section's order.
     """
     grid = []
+    flossing = [{}]
+    if section.get("flossing"):
+        flossing = [{"flossing": "off"}, {"flossing": "on"}]
     for length in section.get("lengths") or [None]:
         at = {} if length is None else {"length": length}
         for lr in section["lrs"]:
             for c in _conditions(section):
-                grid.append({**c, "lr": lr, **at})
+                for f in flossing:
+                    grid.append({**c, **f, "lr": lr, **at})
     return grid
 
 
@@ -336,9 +393,11 @@ def _conditions(section: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _resolve_point(section: Mapping[str, Any], coords: Mapping[str, Any]) -> dict:
     if not isinstance(coords, Mapping):
         raise TypeError(f"coords must be a dict, got {type(coords).__name__}")
-    known = {"clip", "threshold", "percentile", "lr"}
+    known = {"clip", "threshold", "percentile", "lr", "flossing"}
     scalars = {k for k, v in CLIPPING_DEFAULTS.items() if not isinstance(v, list)} - {
-        "clip"
+        "clip",
+        "flossing",  # a coordinate ("off"/"on"), its table stays the section's
+        "task_options",
     }
     unknown = [k for k in coords if k not in known | scalars]
     if unknown:
@@ -404,13 +463,13 @@ def run_clipping_point(
     import jax.numpy as jnp
 
     from gradflow import cells, tasks
-    from gradflow.train import clipper, model_for, train
+    from gradflow.train import clipper, flossing, model_for, train
 
     cfg = _resolve_point(section, coords)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must hold at least one seed, got []")
-    task = tasks.make(cfg["task"], cfg["length"])
+    task = tasks.make(cfg["task"], cfg["length"], **cfg["task_options"])
     takes = _names.CELLS[cfg["cell"]].options
     options = {"activation": cfg["activation"]} if "activation" in takes else {}
     cell = cells.make(
@@ -422,6 +481,18 @@ def run_clipping_point(
     )
     net = model_for(cell, task)
     clip = clipper(cfg["clip"], cfg["level"], history=cfg["steps"])
+    floss = None
+    if coords.get("flossing", "off") == "on":
+        if not cfg["flossing"]:
+            raise ValueError("coords: flossing 'on' needs a [clipping.flossing] table")
+        f = cfg["flossing"]
+        floss = flossing(
+            f["k"],
+            weight=f["weight"],
+            every=f["every"],
+            before=f["before"],
+            examples=f["examples"] or None,
+        )
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     params, log = train(
         net,
@@ -436,6 +507,7 @@ def run_clipping_point(
         divergence_factor=cfg["divergence_factor"],
         grad_divergence_factor=cfg["grad_divergence_factor"],
         compiler_options=compiler_options,
+        flossing=floss,
     )
 
     @functools.partial(jax.jit, compiler_options=compiler_options)
@@ -547,7 +619,8 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         learning rate that never diverged (or ``None``), and a one-sentence
         ``reason``.
         ``chance_loss`` is the task's chance-level loss (from the metrics), or
-        ``None``.
+        ``None``. When every seed of every condition diverged, ``recommended``
+        is ``None`` and ``nothing_learned`` says so.
 
         When the metrics hold ``success`` (studies run since success was
         measured) each entry also has ``success_rate``, ``success_interval``
@@ -618,6 +691,10 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             else _recommend(entries, chance_loss)
         ),
     }
+    if all(e["seeds"] and e["diverged_seeds"] == e["seeds"] for e in entries):
+        # No final loss or accuracy exists to rank by: nothing to recommend.
+        out["recommended"] = None
+        out["nothing_learned"] = NOTHING_LEARNED.format(n=len(entries))
     if learned:
         out["success_criterion"] = SUCCESS_CRITERION
         out["working_region"] = {
@@ -631,6 +708,12 @@ def summarize_clipping(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         }
     return out
 
+
+#: The summary's ``nothing_learned`` when every seed of every condition diverged.
+NOTHING_LEARNED = (
+    "Nothing learned: every seed of all {n} conditions diverged, so no clipping "
+    "is recommended; try smaller learning rates"
+)
 
 #: A condition "works" (the region drawn in the heat map) from this success rate.
 WORKS = 0.5

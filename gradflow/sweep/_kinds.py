@@ -90,11 +90,27 @@ def load_config(path: str | Path, *, quick: bool = False) -> dict[str, Any]:
             the file, the key and what was expected.
     """
     path = Path(path)
-    text = path.read_text()
+    data = path.read_bytes()
+    try:
+        # An editor's byte-order mark is no reason to refuse a file.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {data[err.start]:#04x} at line {line}, "
+            f"column {column}); TOML files are UTF-8: save it as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    if not raw:
+        raise ConfigError(
+            f"{path}: holds no settings (it is empty or only comments); write "
+            f"the experiment's [experiment], [grid] and [measure] tables (see the "
+            f"shipped experiments: gradflow run --list)"
+        )
     config = validate(raw, str(path), default_name=path.stem)
     return _shrunk(config) if quick else config
 

@@ -101,8 +101,8 @@ def _cells(where: str, value: Any) -> list[str]:
                     if importlib.util.find_spec(module)
                     else f"No module named {module!r}"
                 )
-            except (ImportError, ValueError) as err:
-                problem = str(err)
+            except (Exception, SystemExit) as err:  # a parent package's import
+                problem = f"{type(err).__name__}: {err}"
             if problem:
                 raise _fail(
                     where,
@@ -260,7 +260,8 @@ def _measure(where: str, raw: Any, lengths: list[int], state: int) -> dict[str, 
 
 def _option(where: str, key: str, name: str, value: Any, spec: Any) -> None:
     """An option of a measurement: ``loss`` is one of the spec's losses; others
-    have the type of their default (``k`` and ``warmup`` are then range-checked)."""
+    have the type of their default (``k`` and ``warmup`` are then range-checked),
+    and are positive where their default is."""
     default = spec.defaults[name]
     if name == "loss":
         if value not in spec.losses:
@@ -272,12 +273,18 @@ def _option(where: str, key: str, name: str, value: Any, spec: Any) -> None:
         return
     if name in ("k", "warmup"):
         return  # range-checked by the caller
+    # A count or a tolerance whose default is positive must be positive too: 0
+    # starts or 0 steps failed inside the first point, after files were written.
     if _is_int(default):
         if not _is_int(value):
             raise _fail(where, key, "an integer", value)
+        if default >= 1 and value < 1:
+            raise _fail(where, key, "an integer >= 1", value)
     elif _is_real(default):
         if not _is_real(value) or not math.isfinite(value):
             raise _fail(where, key, "a finite number", value)
+        if default > 0 and value <= 0:
+            raise _fail(where, key, "a number > 0", value)
     elif not isinstance(value, type(default)):
         raise _fail(where, key, f"a {type(default).__name__}", value)
 

@@ -100,7 +100,77 @@ def lyapunov(ctx: PointContext, params, xs, u):
         # False where the precision cannot resolve the exponent (an upper bound)
         "lyapunov_resolved": lyap.resolved,
     }
-    return arrays, {"lambda_max": lyap.exponents[0]}
+    metrics = {
+        "lambda_max": lyap.exponents[0],
+        # NaN (with a warning) where the k exponents computed do not decide them
+        "kaplan_yorke": lyap.kaplan_yorke,
+        "entropy_rate": lyap.entropy_rate,
+    }
+    return arrays, metrics
+
+
+def param_sensitivity(ctx: PointContext, params, xs, u):
+    """``‖∂h_t/∂θ‖²`` per selected scalar, plain and with normalised inputs.
+
+    The metrics average the second half of the sequence (past the transient
+    from the zero state); "normalised" scales the inputs by
+    ``γ = sqrt(1 − ‖W_hh‖₂²)`` (the LRU's input normalisation; NaN where
+    ``‖W_hh‖₂ ≥ 1`` or the params have no ``W_hh``).
+    """
+    opts = ctx.options
+    name = opts["wrt"]
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+
+    def chosen(path) -> bool:
+        last = path[-1]
+        key = getattr(last, "key", getattr(last, "name", None))
+        return name == "all" or key == name
+
+    flags = [chosen(path) for path, _ in leaves]
+    count = sum(int(leaf.size) for (_, leaf), f in zip(leaves, flags, strict=True) if f)
+    if count == 0:
+        raise ValueError(
+            f"[measure] param_sensitivity wrt must name a parameter of the cell "
+            f"(or 'all'), got {name!r}"
+        )
+    treedef = jax.tree_util.tree_structure(params)
+    wrt = jax.tree_util.tree_unflatten(treedef, flags)
+
+    def per_scalar(inputs):
+        sens = _measure.param_sensitivity(
+            ctx.cell, params, inputs, wrt=wrt, probes=opts["probes"]
+        )
+        return sens.sq_norms / count
+
+    sq = per_scalar(xs)
+    half = xs.shape[0] // 2
+    if cells.has_w_hh(params) and not ctx.cell.layers:
+        w = params["W_hh"]
+        gamma = jnp.sqrt(jnp.maximum(1.0 - _spectral_norm(w) ** 2, 0.0))
+        gamma = jnp.where(_spectral_norm(w) < 1.0, gamma, jnp.nan)
+        normalised = jnp.log10(jnp.mean(per_scalar(gamma * xs)[half:]))
+    else:
+        normalised = jnp.asarray(jnp.nan, sq.dtype)
+    xw = ctx.cell.project(params, xs)
+    metrics = {
+        "log10_param_sensitivity": jnp.log10(jnp.mean(sq[half:])),
+        "log10_param_sensitivity_normalised": normalised,
+        "input_power": jnp.mean(jnp.square(xw)),
+    }
+    return {"param_sensitivity": sq}, metrics
+
+
+def _spectral_norm(w: jax.Array, iterations: int = 50) -> jax.Array:
+    """``‖w‖₂`` by power iteration on ``wᵀw`` (matrix products only: no LAPACK
+    call to run beside another measurement's)."""
+    v = jnp.ones((w.shape[1],), w.dtype) / jnp.sqrt(w.shape[1])
+
+    def body(_, v):
+        v = w.T @ (w @ v)
+        return v / jnp.maximum(jnp.linalg.norm(v), jnp.finfo(w.dtype).tiny)
+
+    v = lax.fori_loop(0, iterations, body, v)
+    return jnp.linalg.norm(w @ v)
 
 
 def param_grad_by_step(ctx: PointContext, params, xs, u):
@@ -198,6 +268,7 @@ MEASUREMENTS: dict[str, Callable[..., tuple[dict, dict]]] = {
     "jacobian_singular_values": jacobian_singular_values,
     "lyapunov": lyapunov,
     "fixed_points": fixed_points,
+    "param_sensitivity": param_sensitivity,
     "param_grad_by_step": param_grad_by_step,
     "bound": bound,
 }

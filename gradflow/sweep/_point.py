@@ -39,7 +39,7 @@ def runner(config: Mapping[str, Any], ctx: Any) -> Callable[[Point], tuple]:
     """
     state: dict[str, Any] = {"sig": None, "fn": None, "params": None}
 
-    def run(point: Point) -> tuple[dict, dict]:
+    def prepare(point: Point) -> None:
         sig = signature(config, point.coords)
         if sig != state["sig"]:
             state["sig"] = sig
@@ -63,6 +63,9 @@ def runner(config: Mapping[str, Any], ctx: Any) -> Callable[[Point], tuple]:
                 state["params"] = jax.tree_util.tree_map(
                     lambda a: ctx.to_global(np.asarray(a)), rows
                 )
+
+    def run(point: Point) -> tuple[dict, dict]:
+        prepare(point)
         # The gain is an argument, not a constant: one compile per signature.
         out = state["fn"](
             ctx.seed_array, state["params"], np.float32(point.coords["gain"])
@@ -79,7 +82,14 @@ def runner(config: Mapping[str, Any], ctx: Any) -> Callable[[Point], tuple]:
             first.setdefault(signature(config, p.coords), len(first))
         return sorted(todo, key=lambda p: first[signature(config, p.coords)])
 
+    def shapes(point: Point) -> dict[str, tuple[int, ...]]:
+        """Each array's shape after the seed axis, traced (nothing computed)."""
+        prepare(point)
+        arrays = state["fn"].shapes(ctx.seed_array, state["params"], np.float32(1.0))
+        return {k: tuple(v.shape[1:]) for k, v in arrays.items()}
+
     run.order = order  # type: ignore[attr-defined]
+    run.shapes = shapes  # type: ignore[attr-defined]
     return run
 
 
@@ -215,6 +225,15 @@ def point_function(
             metrics.update(m)
         return arrays, metrics
 
+    def shapes(seeds, params, gain) -> dict[str, Any]:
+        """The arrays ``point`` returns, as shapes: traced, nothing compiled."""
+        inputs = make_inputs.trace(seeds, params, gain).out_info
+        arrays: dict[str, Any] = {}
+        for program in programs:
+            arrays.update(program.trace(*inputs).out_info[0])
+        return arrays
+
+    point.shapes = shapes  # type: ignore[attr-defined]
     return point
 
 

@@ -66,12 +66,20 @@ class Progress:
                 f"{rate:.2f} points/s, ~{left:.0f} s left)"
             )
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """End the report; ``finished=False``: the run stopped early (Ctrl-C, error)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         elif self.mode == "lines":
-            self._print(f"{self._name}: done in {time.perf_counter() - self._t0:.1f} s")
+            seconds = time.perf_counter() - self._t0
+            if finished:
+                self._print(f"{self._name}: done in {seconds:.1f} s")
+            else:
+                self._print(
+                    f"{self._name}: stopped after {self._done} of {self._total} "
+                    f"points ({seconds:.1f} s)"
+                )
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

@@ -65,6 +65,19 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _nothing_computed(out: Path) -> bool:
+    """Whether ``out`` holds no point, metric, summary or figure: nothing to lose."""
+    metrics = out / results.METRICS
+    return (
+        # gradflow's own marks: a config.toml alone may be anyone's file
+        ((out / results.AXES).exists() or (out / results.PROVENANCE).exists())
+        and not any((out / results.POINTS).glob("*"))
+        and not (metrics.exists() and metrics.stat().st_size)
+        and not (out / results.SUMMARY).exists()
+        and not (out / "figures").exists()
+    )
+
+
 def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> None:
     """Write ``config.toml`` into ``out``, or check that it is the same config.
 
@@ -84,6 +97,9 @@ def claim_directory(out: Path, config: Mapping[str, Any], *, force: bool) -> Non
             existing = {}  # replaced below, like any other config's results
         if existing == resolved:
             return
+        # A run that stopped before its first point (an error in it) left its
+        # config and nothing computed: the corrected config just replaces it.
+        force = force or ("experiment" in existing and _nothing_computed(out))
         if not force:
             diffs = _differences(existing, resolved)
             shown = "; ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else "")
@@ -239,7 +255,8 @@ def run(
     size = f"{len(grid.points):,} points x {len(grid.seeds)} seeds"
     if max_points is not None and len(grid.points) > max_points:
         raise GridTooLarge(f"the grid has {size}, more than the {max_points:,} allowed")
-    out = check_out(out)
+    # Absolute before the user's code runs: a factory may change the directory.
+    out = check_out(out).absolute()
     kind.check(config)  # e.g. imports and builds users' cells before any file is made
     reporter = progress if isinstance(progress, Progress) else Progress(progress)
     reporter.announce(config["experiment"]["name"], size)
@@ -367,6 +384,36 @@ def _platform(devices) -> str:
     return (list(devices) if devices is not None else jax.devices())[0].platform
 
 
+def _wrong_shapes(out: Path, finished: list[Point], shapes) -> set[str]:
+    """Finished points whose arrays have other shapes than this config makes.
+
+    Their files are deleted (by the writer) and they are recomputed, with a
+    warning: a file from another version, or edited, is not drawn as if valid.
+    """
+    wrong = {}
+    for point in finished:
+        try:
+            arrays = results.load_point(out, point.id)
+        except Exception as err:  # deleted by the writer meanwhile, or torn
+            wrong[point.id] = f"does not load: {type(err).__name__}"
+            continue
+        for name, shape in shapes(point).items():
+            got = arrays[name].shape[1:] if name in arrays else None
+            if got != shape:
+                wrong[point.id] = f"{name} has shape {got} per seed, expected {shape}"
+                break
+    if wrong and _is_writer():
+        for pid in wrong:
+            results.point_path(out, pid).unlink(missing_ok=True)
+        shown = "; ".join(f"{k} ({v})" for k, v in list(wrong.items())[:3])
+        warnings.warn(
+            f"{out}: {len(wrong)} point file(s) with arrays of the wrong shape "
+            f"deleted and recomputed: {shown}",
+            stacklevel=4,
+        )
+    return set(wrong)
+
+
 def _finished(out: Path) -> set[str]:
     """Points whose arrays and metrics are both written."""
     with_metrics = {r["id"] for r in results.read_metrics(out)}
@@ -480,6 +527,10 @@ def _run(
         cache,
     )
     run_point = kind.runner(config, ctx)
+    shapes = getattr(run_point, "shapes", None)
+    if shapes is not None and len(todo) < len(points):
+        wrong = _wrong_shapes(out, [p for p in points if p.id in done], shapes)
+        todo = [p for p in points if p.id not in done or p.id in wrong]
     todo = getattr(run_point, "order", list)(todo)
     with _reporting(out, config, reporter, prov, spent, t0, len(points), len(todo)):
         for point in todo:
@@ -499,10 +550,12 @@ def _run(
 def _reporting(out, config, reporter, prov, spent, t0, total, remaining):
     """Progress around a run's loop; provenance written however the loop ends."""
     reporter.start(config["experiment"]["name"], total, total - remaining)
+    finished = False
     try:
         yield
+        finished = True
     finally:
-        reporter.close()
+        reporter.close(finished=finished)
         prov["segments"].append(round(time.perf_counter() - t0, 3))
         prov["wall_time_s"] = round(spent + prov["segments"][-1], 3)
         if _is_writer():

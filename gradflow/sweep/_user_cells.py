@@ -34,9 +34,29 @@ from ._inputs import input_size as input_width
 
 
 def resolve(name: str) -> Callable[..., Any]:
-    """The factory a ``"module:function"`` name in a config names, imported."""
+    """The factory a ``"module:function"`` name in a config names, imported.
+
+    Raises:
+        ConfigError: naming ``[grid] cell``, the module and what went wrong:
+            it cannot be found or imported (a syntax error, an exception or
+            ``sys.exit`` while importing), or holds no such callable.
+    """
+    where = f"[grid] cell {name!r}"
     module, _, function = name.partition(":")
-    return getattr(importlib.import_module(module), function)
+    try:
+        imported = importlib.import_module(module)
+    except (Exception, SystemExit) as err:
+        raise ConfigError(
+            f"{where}: importing module {module!r} failed: {_error(err)}"
+        ) from err
+    factory = getattr(imported, function, None)
+    if factory is None:
+        raise ConfigError(f"{where}: module {module!r} has no {function!r}")
+    if not callable(factory):
+        raise ConfigError(
+            f"{where}: expected a callable factory, got {type(factory).__name__}"
+        )
+    return factory
 
 
 def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> cells.Cell:
@@ -46,21 +66,32 @@ def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> cells.Cell
     does not take are left out.
 
     Raises:
-        ConfigError: the factory cannot be imported or returns something else
-            than a ``Cell`` or ``(Cell, init)``.
+        ConfigError: the factory cannot be imported, cannot be called as
+            ``factory(hidden_size, **options)``, raises, or returns something
+            else than a ``Cell`` or ``(Cell, init)``.
     """
     where = f"[grid] cell {name!r}"
+    factory = resolve(name)
+    taken = _taken(factory, options)
     try:
-        factory = resolve(name)
-    except (ImportError, AttributeError) as err:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without one: try the call
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(hidden_size, **taken)
+        except TypeError:
+            raise ConfigError(
+                f"{where}: expected a factory called as {name.partition(':')[2]}"
+                f"(hidden_size, **options) -> Cell, but its signature is "
+                f"{signature}"
+            ) from None
+    try:
+        made = factory(hidden_size, **taken)
+    except (Exception, SystemExit) as err:
         raise ConfigError(
-            f"{where}: cannot import it ({type(err).__name__}: {err})"
+            f"{where}: the factory failed at hidden_size {hidden_size}: {_error(err)}"
         ) from err
-    if not callable(factory):
-        raise ConfigError(
-            f"{where}: expected a callable factory, got {type(factory).__name__}"
-        )
-    made = factory(hidden_size, **_taken(factory, options))
     if isinstance(made, cells.Cell):
         return made
     if (
@@ -74,6 +105,12 @@ def build(name: str, hidden_size: int, options: Mapping[str, Any]) -> cells.Cell
         f"{where}: expected the factory to return a gradflow Cell or (Cell, "
         f"init(key, input_size, dtype) -> params), got {_describe(made)}"
     )
+
+
+def _error(err: BaseException) -> str:
+    if isinstance(err, SystemExit):
+        return f"it called sys.exit({err.code!r})"
+    return f"{type(err).__name__}: {err}"
 
 
 def takes_init(name: str) -> bool:
@@ -112,11 +149,17 @@ def check(config: Mapping[str, Any]) -> None:
         for n, input_size in itertools.product(grid["hidden_size"], sorted(sizes)):
             cell = build(name, n, _options(config, grid["init"][0]))
             try:
-                params, _, _ = traced(cell, input_size)
+                params, _, h = traced(cell, input_size)
             except (TypeError, ValueError) as err:
                 raise ConfigError(
                     f"{where}: hidden_size {n}, input size {input_size}: {err}"
                 ) from err
+            if tuple(h.shape) != (n,):
+                # The results would record hidden_size n for another width.
+                raise ConfigError(
+                    f"{where}: asked for hidden_size {n}, the factory built a "
+                    f"cell whose h has shape {tuple(h.shape)}; expected ({n},)"
+                )
             scalable = cells.has_w_hh(params)
             if gains and not scalable:
                 raise ConfigError(

@@ -18,6 +18,7 @@ from ._clip import (
     percentile_clip,
     zclip,
 )
+from ._floss import Flossing, flossing
 from ._loop import DIVERGENCE_REASONS, TrainLog, TrainResult, train
 from ._network import model_for
 from ._optim import OPTIMIZER_NAMES, optimizer
@@ -27,6 +28,7 @@ __all__ = [
     "DIVERGENCE_REASONS",
     "OPTIMIZER_NAMES",
     "AdaGCState",
+    "Flossing",
     "MonitorState",
     "PercentileClipState",
     "TrainLog",
@@ -35,6 +37,7 @@ __all__ = [
     "adagc",
     "adaptive_grad_clip",
     "clipper",
+    "flossing",
     "model_for",
     "monitor",
     "optimizer",

@@ -18,6 +18,7 @@ from ..cells import Cell
 from ..models import Model
 from ..tasks import Batch, Task
 from ._clip import MonitorState, monitor
+from ._floss import Flossing
 from ._network import check_fits, model_for
 from ._optim import optimizer as resolve_optimizer
 
@@ -105,6 +106,7 @@ def train(
     batches: Batch | None = None,
     vmap_seeds: bool | None = None,
     compiler_options: dict[str, Any] | None = None,
+    flossing: Flossing | None = None,
 ) -> TrainResult:
     """Train ``model`` on fresh batches of ``task`` inside one compiled ``lax.scan``.
 
@@ -159,6 +161,11 @@ def train(
         compiler_options: passed to ``jax.jit`` (e.g.
             ``{"xla_backend_optimization_level": 0}`` compiles several times
             faster on CPU for short smoke runs).
+        flossing: gradient flossing (:func:`gradflow.train.flossing`):
+            ``before`` optimiser steps on the flossing loss alone (fresh task
+            batches, the optimiser's state reset afterwards), then
+            ``weight · Σ_{i≤k} λ_i²`` of each step's batch added to the task
+            loss every ``every`` steps (the logged loss stays the task's).
 
     Returns:
         :class:`TrainResult` ``(params, log)``.
@@ -182,6 +189,7 @@ def train(
         divergence_factor=divergence_factor,
         grad_divergence_factor=grad_divergence_factor,
         param_divergence_factor=param_divergence_factor,
+        flossing=flossing,
     )
     keys, batched = _check_key(key)
     if batches is not None:
@@ -244,6 +252,7 @@ class _Setup(NamedTuple):
     factor: float
     grad_factor: float
     param_factor: float
+    flossing: Flossing | None
 
 
 def _checked(
@@ -260,6 +269,7 @@ def _checked(
     divergence_factor,
     grad_divergence_factor,
     param_divergence_factor,
+    flossing=None,
 ) -> _Setup:
     if not isinstance(task, Task):
         raise TypeError(
@@ -304,6 +314,20 @@ def _checked(
             f"clip must be an optax.GradientTransformation or None (e.g. "
             f"gf.train.clipper('global_norm', 1.0)), got {type(clip).__name__}"
         )
+    if flossing is not None:
+        if not isinstance(flossing, Flossing):
+            raise TypeError(
+                "flossing must be a gf.train.flossing(...) record or None, got "
+                f"{type(flossing).__name__}"
+            )
+        size = sum(
+            a.size for a in jax.tree_util.tree_leaves(net.cell.initial_carry(()))
+        )
+        if flossing.k > size:
+            raise ValueError(
+                f"flossing k must be <= the state size {size} of the model's "
+                f"cell, got {flossing.k}"
+            )
     return _Setup(
         net=net,
         task=task,
@@ -318,6 +342,7 @@ def _checked(
         ),
         grad_factor=grad_factor,
         param_factor=param_factor,
+        flossing=flossing,
     )
 
 
@@ -333,9 +358,51 @@ def _prepare(setup: _Setup):
     # by name in the carry rather than read back by position from the chain's.
     mon_t, opt_t = setup.monitor, setup.optimizer
 
+    floss = setup.flossing
+
     def objective(params, batch):
         outputs = net.logits(params, batch.xs)
         return task.loss(outputs, batch), task.accuracy(outputs, batch)
+
+    def floss_loss(params, batch):
+        return floss.loss(net.cell, params["cell"], net.inputs(params, batch.xs))
+
+    def flossed_objective(params, batch):
+        (loss, acc) = objective(params, batch)
+        return loss + floss.weight * floss_loss(params, batch), (loss, acc)
+
+    def loss_and_grad(params, batch, i):
+        plain = jax.value_and_grad(objective, has_aux=True)
+        if floss is None or floss.every == 0 or floss.weight == 0:
+            return plain(params, batch)
+
+        def with_floss(_):
+            (_, aux), grads = jax.value_and_grad(flossed_objective, has_aux=True)(
+                params, batch
+            )
+            return (aux[0], aux[1]), grads
+
+        return lax.cond(
+            i % floss.every == 0, with_floss, lambda _: plain(params, batch), None
+        )
+
+    def preflossing(params, key):
+        """``floss.before`` optimiser steps on the flossing loss alone."""
+
+        def one(p_state, j):
+            p, state = p_state
+            batch = task.sample(jax.random.fold_in(key, j), batch_size)
+            grads = jax.grad(floss_loss)(p, batch)
+            updates, state = opt_t.update(grads, state, p)
+            new = optax.apply_updates(p, updates)
+            ok = optax.tree.norm(grads) < jnp.inf  # NaN or inf: skip the step
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, p)
+            return (new, state), None
+
+        (params, _), _ = lax.scan(
+            one, (params, opt_t.init(params)), jnp.arange(floss.before)
+        )
+        return params
 
     def profile(params, batch):
         xs = net.inputs(params, batch.xs)
@@ -354,6 +421,8 @@ def _prepare(setup: _Setup):
     def run(one_key, data):
         k_init, k_data, k_prof = jax.random.split(one_key, 3)
         params = net.init(k_init)
+        if floss is not None and floss.before:
+            params = preflossing(params, jax.random.fold_in(k_init, 1))
         prof_batch = task.sample(k_prof, profile_batch_size)
         nan = jnp.full([], jnp.nan, jnp.float32)
         carry = _Carry(
@@ -375,9 +444,7 @@ def _prepare(setup: _Setup):
                 batch = jax.tree_util.tree_map(lambda a: a[i], data)
             # NaN/inf in the data is bad input, not the model diverging.
             input_ok = _all_finite(batch.xs) & _all_finite(batch.targets)
-            (loss, acc), grads = jax.value_and_grad(objective, has_aux=True)(
-                c.params, batch
-            )
+            (loss, acc), grads = loss_and_grad(c.params, batch, i)
             clipped, mon = mon_t.update(grads, c.monitor, c.params)
             updates, opt_state = opt_t.update(clipped, c.opt_state, c.params)
             gnorm = mon.norm_before
