@@ -17,7 +17,8 @@ def input_size(config: Mapping[str, Any], coords: Mapping[str, Any]) -> int:
     A cell whose inputs must be as wide as its state (``width_bound``: the LRU,
     the selective SSM) gets noise ``hidden_size`` wide.
     """
-    kind = _names.CELLS.get(_names.base_kind(coords["cell"]))
+    cell = coords.get("cell")
+    kind = _names.CELLS.get(_names.base_kind(cell)) if cell else None
     if kind is not None and kind.width_bound:
         return coords["hidden_size"]
     if coords["input"] in _names.task_inputs():
