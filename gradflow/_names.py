@@ -15,6 +15,7 @@ one in ``gradflow.cells.BUILDERS`` (or one call of
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -33,6 +34,12 @@ class CellKind(NamedTuple):
             or ``None``.
         width_bound: its inputs must be ``hidden_size`` wide (a layer that
             maps width H to H: the LRU, the selective SSM).
+        recurrent_param: the param that sets the state transition, whose
+            gradient shares a ``param_grad_by_step`` measurement reports:
+            ``W_hh``; for the cells without one the param of ``a_t`` in
+            ``s_t = a_t ⊙ s_{t-1} + b_t`` (the LRU's ``nu_log``, i.e. ``|λ|``;
+            minGRU's ``W_z``; minLSTM's ``W_f``; the selective SSM's
+            ``A_log``).
     """
 
     state_multiplier: int = 1
@@ -40,6 +47,7 @@ class CellKind(NamedTuple):
     options: tuple[str, ...] = ()
     torch_name: str | None = None
     width_bound: bool = False
+    recurrent_param: str = "W_hh"
 
 
 #: Cell kinds by the name a config file uses.
@@ -49,13 +57,15 @@ CELLS: dict[str, CellKind] = {
     "gru": CellKind(1, 3, (), "GRU"),
     # Linear in their state: no W_hh (0 gate blocks); state_multiplier holds
     # at their default state_size.
-    "lru": CellKind(2, 0, ("state_size", "r_min", "r_max", "max_phase"), None, True),
-    "min_gru": CellKind(1, 0, ("candidate",)),
-    "min_lstm": CellKind(1, 0, ("candidate",)),
-    "selective_ssm": CellKind(16, 0, ("state_size",), None, True),
-    # no W_hh either; its carry is N²/H + N + H entries (H heads): 1 * N is a
-    # lower bound, which is what the config's check of a measurement's k needs
-    "mlstm": CellKind(1, 0, ("heads",)),
+    "lru": CellKind(
+        2, 0, ("state_size", "r_min", "r_max", "max_phase"), None, True, "nu_log"
+    ),
+    "min_gru": CellKind(1, 0, ("candidate",), recurrent_param="W_z"),
+    "min_lstm": CellKind(1, 0, ("candidate",), recurrent_param="W_f"),
+    "selective_ssm": CellKind(16, 0, ("state_size",), None, True, "A_log"),
+    # its carry is N²/H + N + H entries (H heads): 1 * N is a lower bound,
+    # which is what the config's check of a measurement's k needs
+    "mlstm": CellKind(1, 0, ("heads",), recurrent_param="W_f"),
 }
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is
@@ -129,6 +139,41 @@ def is_factory(name: Any) -> bool:
     return function.isidentifier() and all(p.isidentifier() for p in module.split("."))
 
 
+def cell_variant(name: Any) -> tuple[str, dict[str, Any]] | None:
+    """``"lru(r_min=0.99)"`` as ``("lru", {"r_min": 0.99})``: a registered kind
+    with options of its own, so one grid can hold the same kind several ways.
+
+    Plain names come back as ``(name, {})``; ``None`` when ``name`` is not of
+    the form ``kind(key=literal, ...)`` (values are Python literals).
+    """
+    if not isinstance(name, str):
+        return None
+    if "(" not in name:
+        return name, {}
+    try:
+        call = ast.parse(name.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if (
+        not isinstance(call, ast.Call)
+        or not isinstance(call.func, ast.Name)
+        or call.args
+        or any(k.arg is None for k in call.keywords)
+    ):
+        return None
+    try:
+        options = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except ValueError:
+        return None
+    return call.func.id, options
+
+
+def base_kind(name: str) -> str:
+    """The registered kind of a plain name or a variant (``"lru(r_min=0.9)"``)."""
+    parsed = cell_variant(name)
+    return parsed[0] if parsed else name
+
+
 def cell_kind(name: str) -> CellKind:
     """The registry's entry for ``name``; for a factory name, what is known before
     it is built (no options, no PyTorch twin; its state size comes from the built
@@ -139,7 +184,7 @@ def cell_kind(name: str) -> CellKind:
     """
     if is_factory(name):
         return CellKind()
-    return lookup("cell kind", CELLS, name)
+    return lookup("cell kind", CELLS, base_kind(name))
 
 
 def register_cell_kind(name: str, kind: CellKind) -> None:

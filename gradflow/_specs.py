@@ -92,7 +92,9 @@ class Kind(NamedTuple):
 #: run and their figures are listed; ``bound`` runs at every point.
 MEASUREMENTS: dict[str, Measurement] = {
     "grad_norms": Measurement(
-        defaults={"loss": "last_linear"},
+        # of: "output" (‖∂L/∂h_t‖) or "state" (‖∂L/∂s_t‖ of the whole carry,
+        # for cells whose output is a readout: the LRU, the selective SSM)
+        defaults={"loss": "last_linear", "of": "output"},
         losses=LOSSES,
         min_length=2,  # its decay fit needs two steps
         arrays={"log10_grad_norms": ("seed", "step")},

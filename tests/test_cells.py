@@ -130,6 +130,7 @@ def test_make_by_name():
     assert gf.cells.make("rnn", 4, activation="relu").kind == "rnn"
     assert gf.cells.CELL_KINDS[:3] == ("rnn", "lstm", "gru")
     assert "mlstm" in gf.cells.CELL_KINDS
+    assert {"lru", "min_gru", "min_lstm", "selective_ssm"} <= set(gf.cells.CELL_KINDS)
 
 
 # --- bad input: a ValueError/TypeError naming the argument, before tracing ---

@@ -257,8 +257,8 @@ def test_config_checks_the_form_and_the_module_without_importing_it(factories):
     for bad, expected in [
         ("nosuchpkg_xyz.cells:mgu", "No module named 'nosuchpkg_xyz'"),
         (f"{factories}.sub:mgu", "whose module can be imported"),
-        ("mgu", "one of rnn, lstm, gru, "),
-        ("a:b:c", "or a cell factory"),
+        ("mgu", "or a cell factory 'module:function'"),
+        ("a:b:c", "or a cell factory 'module:function'"),
     ]:
         with pytest.raises(sweep.ConfigError, match="grid\\] cell") as err:
             _config([bad])

@@ -27,9 +27,10 @@ DT_MIN, DT_MAX = 1e-3, 1e-1
 
 
 class SSMCarry(NamedTuple):
-    """The state ``h (*batch, H, N)``."""
+    """The state ``h (*batch, H, N)`` (named ``state``: gradflow calls a carry's
+    ``h`` the step's output, and the output here is the readout ``y``)."""
 
-    h: jax.Array
+    state: jax.Array
 
 
 def selective_ssm(
@@ -52,7 +53,7 @@ def selective_ssm(
     (``A = 1..N`` per channel, ``D = 1``, ``Δ`` log-uniform in
     ``[0.001, 0.1]`` through ``b_delta``).
 
-    The carry is :class:`SSMCarry` ``h (*batch, H, N)``; the state Jacobian
+    The carry is :class:`SSMCarry` ``state (*batch, H, N)``; the state Jacobian
     is diagonal, ``exp(Δ_t[d] A[d, n])`` per entry, so the Jacobian
     measurements use exact per-entry products and :func:`gradflow.unroll`
     runs an associative scan. The output ``y_t`` is a readout of ``h_t``,
@@ -128,12 +129,12 @@ def selective_ssm(
 
     def recur(params, carry, xw):
         a, b = coefficients(params, xw)
-        state = a * carry.h + b
+        state = a * carry.state + b
         return SSMCarry(state), readout(params, state, xw)
 
     def elements(params, carry, xw):
         a, b = coefficients(params, xw)
-        return affine_elements(a, b, carry.h)
+        return affine_elements(a, b, carry.state)
 
     def finish(params, scanned, xw):
         states = scanned[1]

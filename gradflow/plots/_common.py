@@ -225,8 +225,9 @@ def heat_note(ax: Axes, what: str) -> None:
 
 
 def colors(n: int) -> list[str]:
-    """``n`` colour-blind-safe colours: the palette, then cividis samples."""
-    if n <= len(PALETTE) - 1:  # leave out the faint yellow
+    """``n`` colour-blind-safe colours: the palette (its faint yellow only when
+    all of it is needed), then cividis samples."""
+    if n <= len(PALETTE):
         return list(PALETTE[:n])
     from matplotlib import colormaps
 

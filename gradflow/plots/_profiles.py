@@ -76,6 +76,7 @@ def grad_norm_profile(
                 rate = c.fit_decay(x, med)
                 rate_text = "n/a" if math.isnan(rate) else c.num(rate)
                 text = f"{label}: {rate_text}" if label else rate_text
+            order = _thinned(order)
             ax.plot(x[order], med[order], color=color, label=text)
             if vals.shape[0] > 1:
                 ax.fill_between(
@@ -87,6 +88,22 @@ def grad_norm_profile(
         title = "decay rate (nats / step)" if fit else None
         c.legend(ax, bad, title=title, title_fontsize="x-small")
         return finish(fig)
+
+
+# Past MAX_DRAWN steps a line is drawn through every k-th, about THINNED of
+# them (the fit above uses all): a 10,000-step profile would otherwise make
+# multi-MB PDF/SVG files.
+MAX_DRAWN = 2000
+THINNED = 600
+
+
+def _thinned(order: np.ndarray) -> np.ndarray:
+    """Every k-th index of ``order`` (its last kept) when it is long."""
+    if order.size <= MAX_DRAWN:
+        return order
+    step = -(-order.size // THINNED)
+    keep = order[::step]
+    return keep if keep[-1] == order[-1] else np.append(keep, order[-1])
 
 
 def _time_last(name: str, value: Any, time_axis: int, log10: bool) -> np.ndarray:

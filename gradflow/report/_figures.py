@@ -55,7 +55,17 @@ def _shown_at(fig: Figure | None, fixed: dict[str, Any]) -> Figure | None:
 
 def grad_norm_profile(results: Results) -> Figure | None:
     data, fixed = _lines_of(results, "log10_grad_norms", axes=["seed", "step"])
-    return _shown_at(plots.grad_norm_profile(data), fixed) if data else None
+    if not data:
+        return None
+    opts = results.config.get("measure", {}).get("grad_norms", {})
+    if isinstance(opts, dict) and opts.get("of") == "state":
+        # of = "state": the whole carry entering step t (hidden_grad_norms)
+        fig = plots.grad_norm_profile(
+            data, ylabel=r"$\log_{10}\,\|\partial L/\partial s_t\|$"
+        )
+    else:
+        fig = plots.grad_norm_profile(data)
+    return _shown_at(fig, fixed)
 
 
 def jacobian_norm_profile(results: Results) -> Figure | None:

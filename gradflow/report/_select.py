@@ -14,6 +14,9 @@ from gradflow.results import Results, clip_label, threshold_label
 # length, learning rate, ...) get lines only when none of these varies.
 LINE_KEYS = ("cell", "clip", "threshold", "gain", "init", "hidden_size", "layers")
 MAX_LINES = 7
+# Cells are what a reader compares first: up to this many get lines of their
+# own (e.g. LSTM, GRU, three LRUs, minGRU, minLSTM and the selective SSM).
+MAX_CELL_LINES = 8
 
 _MISSING = object()
 
@@ -52,7 +55,9 @@ def _is_num(v: Any) -> bool:
 def coord_text(key: str, value: Any) -> str:
     """``cell=lstm`` as ``LSTM``, ``gain=1.5`` as ``g = 1.5``, etc."""
     if key == "cell":
-        return str(value).upper()
+        # a kind with options of its own: LRU(r_min=0.9)
+        kind, paren, rest = str(value).partition("(")
+        return kind.upper() + paren + rest
     if key == "clip":
         return f"clip = {value}"
     if key == "threshold":
@@ -94,11 +99,8 @@ def pick(
     vary = varying(records)
     line_keys: list[str] = []
     for k in prefer:
-        if (
-            k in vary
-            and k not in keep
-            and _combos(records, [*line_keys, k]) <= max_lines
-        ):
+        limit = max(max_lines, MAX_CELL_LINES) if k == "cell" else max_lines
+        if k in vary and k not in keep and _combos(records, [*line_keys, k]) <= limit:
             line_keys.append(k)
     if not line_keys:
         for k in vary:

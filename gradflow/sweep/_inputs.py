@@ -12,7 +12,15 @@ from gradflow import _names, tasks
 
 
 def input_size(config: Mapping[str, Any], coords: Mapping[str, Any]) -> int:
-    """Features per step: ``[input] size`` for noise, the task's width otherwise."""
+    """Features per step: ``[input] size`` for noise, the task's width otherwise.
+
+    A cell whose inputs must be as wide as its state (``width_bound``: the LRU,
+    the selective SSM) gets noise ``hidden_size`` wide.
+    """
+    cell = coords.get("cell")
+    kind = _names.CELLS.get(_names.base_kind(cell)) if cell else None
+    if kind is not None and kind.width_bound:
+        return coords["hidden_size"]
     if coords["input"] in _names.task_inputs():
         return tasks.make(coords["input"], coords["length"]).input_size
     return config["input"]["size"]

@@ -111,14 +111,8 @@ def _cells(where: str, value: Any) -> list[str]:
                     f"imported ({problem})",
                     v,
                 )
-        elif not isinstance(v, str) or v not in _names.CELLS:
-            raise _fail(
-                where,
-                "[grid] cell",
-                f"one of {', '.join(_names.CELLS)} or a cell factory "
-                f"'module:function' (or a list)",
-                v,
-            )
+        else:
+            _check_variant(where, v)
         out.append(v)
     return _unique(where, "[grid] cell", out)
 
@@ -277,6 +271,10 @@ def _option(where: str, key: str, name: str, value: Any, spec: Any) -> None:
         if value not in spec.losses:
             raise _fail(where, key, f"one of {', '.join(spec.losses)}", value)
         return
+    if name == "of":
+        if value not in ("output", "state"):
+            raise _fail(where, key, "one of output, state", value)
+        return
     if name in ("k", "warmup"):
         return  # range-checked by the caller
     # A count or a tolerance whose default is positive must be positive too: 0
@@ -295,10 +293,34 @@ def _option(where: str, key: str, name: str, value: Any, spec: Any) -> None:
         raise _fail(where, key, f"a {type(default).__name__}", value)
 
 
+def _check_variant(where: str, v: Any) -> None:
+    """A registered kind, or one with options of its own: ``"lru(r_min=0.99)"``."""
+    parsed = _names.cell_variant(v)
+    if parsed is None or parsed[0] not in _names.CELLS:
+        raise _fail(
+            where,
+            "[grid] cell",
+            f"one of {', '.join(_names.CELLS)}, such a kind with options of its "
+            f"own ('lru(r_min=0.99)'), or a cell factory 'module:function' "
+            f"(or a list)",
+            v,
+        )
+    kind, options = parsed
+    takes = _names.CELLS[kind].options
+    for key in options:
+        if key not in takes:
+            raise _fail(
+                where,
+                "[grid] cell",
+                f"options of {kind} ({', '.join(takes) or 'none'})",
+                f"{key} in {v}",
+            )
+
+
 def _smallest_state(grid: Mapping[str, Any]) -> int:
     """Of the registered cells; a user's factory's is checked once it is built."""
     sizes = [
-        _names.CELLS[c].state_multiplier * n
+        _names.cell_kind(c).state_multiplier * n
         for c in grid["cell"]
         if not _names.is_factory(c)
         for n in grid["hidden_size"]
@@ -339,7 +361,7 @@ def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict[st
         ),
     }
     _check_lengths(where, grid, out["measure"])
-    _check_w_hh(where, grid, out["measure"])
+    _check_linear_cells(where, grid, out["cell"])
     if "quick" in raw:
         quick_table = dict(_check_keys(where, "quick", raw["quick"], (*AXES, "seeds")))
         # The overrides must themselves be valid grid values; kept resolved.
@@ -349,25 +371,43 @@ def validate(where: str, raw: Mapping[str, Any], exp: dict[str, Any]) -> dict[st
     return out
 
 
-def _check_w_hh(
-    where: str, grid: Mapping[str, Any], measure: Mapping[str, Any]
+def _check_linear_cells(
+    where: str, grid: Mapping[str, Any], cell: Mapping[str, Any]
 ) -> None:
-    """A registered kind without ``W_hh`` (0 gate blocks) takes no gain other
-    than 1 and no measurement that reads ``W_hh`` (as a user's cell, in
-    ``_user_cells.check``)."""
-    kinds = [c for c in grid["cell"] if c in _names.CELLS and not _names.CELLS[c].gates]
-    if not kinds:
-        return
-    if any(g != 1.0 for g in grid["gain"]):
-        raise ConfigError(
-            f"{where}: [grid] gain scales params['W_hh'], and {kinds[0]} cells "
-            f"have none; use gain = [1.0] (got {grid['gain']})"
-        )
-    for m in measure:
-        if _specs.MEASUREMENTS[m].needs_w_hh:
-            raise ConfigError(
-                f"{where}: [measure] {m} reads params['W_hh'], and {kinds[0]} "
-                "cells have none"
+    """Cells without ``W_hh`` (``gates == 0``: the LRU, minGRU, minLSTM, the
+    selective SSM) initialise as their papers do: no init, gain or weight
+    options apply; the LRU's and the SSM's inputs are ``hidden_size`` wide
+    (noise of that width; a task's inputs are refused)."""
+    for name in grid["cell"]:
+        if _names.is_factory(name):
+            continue
+        kind = _names.cell_kind(name)
+        if kind.gates:
+            continue
+        for key, values in (
+            ("[grid] init", grid["init"]),
+            ("[grid] gain", grid["gain"]),
+            ("[cell] input_init", [cell["input_init"]]),
+            ("[cell] bias_init", [cell["bias_init"]]),
+        ):
+            default = 1.0 if key == "[grid] gain" else "torch"
+            bad = [v for v in values if v != default]
+            if bad:
+                raise _fail(
+                    where,
+                    key,
+                    f"{default!r} only with cell {name!r} (it has no W_hh and "
+                    "initialises as its paper does)",
+                    bad[0],
+                )
+        tasks_in = [i for i in grid["input"] if i in _names.task_inputs()]
+        if kind.width_bound and tasks_in:
+            raise _fail(
+                where,
+                "[grid] input",
+                f"noise with cell {name!r} (its inputs are hidden_size wide, "
+                "so [input] size does not apply to it)",
+                tasks_in[0],
             )
 
 

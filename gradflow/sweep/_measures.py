@@ -53,7 +53,9 @@ def make_loss(kind: str, readout: jax.Array) -> Callable[[jax.Array], jax.Array]
 def grad_norms(ctx: PointContext, params, xs, u):
     loss_fn = make_loss(ctx.options["loss"], u)
     # Log space: plain norms underflow float32 within a few hundred steps.
-    prof = _measure.hidden_grad_norms(ctx.cell, params, xs, loss_fn, log10=True)
+    prof = _measure.hidden_grad_norms(
+        ctx.cell, params, xs, loss_fn, log10=True, of=ctx.options["of"]
+    )
     log10 = prof.log10_norms
     fit = _measure.decay_rate(log10, log10=True)
     metrics = {
@@ -176,9 +178,13 @@ def param_grad_by_step(ctx: PointContext, params, xs, u):
     grad = _specs.MEASUREMENTS["grad_norms"].defaults
     loss = ctx.measure.get("grad_norms", grad)["loss"]
     by_step = _measure.param_grad_by_step(ctx.cell, params, xs, make_loss(loss, u))
-    # a stack's share: its top layer's W_hh
+    # a stack's share: its top layer's W_hh (or, for a cell without one, the
+    # param of its state transition: _names.CellKind.recurrent_param)
     share = by_step.share[-1] if ctx.cell.layers else by_step.share
-    return {"param_grad_share": share["W_hh"]}, {}
+    top = ctx.cell.layers[-1] if ctx.cell.layers else ctx.cell
+    kind = _names.CELLS.get(top.kind)
+    name = kind.recurrent_param if kind is not None else "W_hh"
+    return {"param_grad_share": share[name]}, {}
 
 
 def bound(ctx: PointContext, params, xs, u):
@@ -193,6 +199,9 @@ def bound(ctx: PointContext, params, xs, u):
             return {}, {}
         sigma = _measure.vanishing_bound(cell, params, w_hh=params["W_hh"]).sigma_max
         return {}, {"sigma_max_whh": sigma}
+    if not all(cells.has_w_hh(p) for p in (params if cell.layers else (params,))):
+        # the cells linear in their state: no W_hh, no σ_max(W_hh) bound
+        return {}, {}
     b = _measure.vanishing_bound(cell, params, ctx.activation)
     # a stack: the largest over its layers (the layer furthest from vanishing)
     return {}, {

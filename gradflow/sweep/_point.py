@@ -119,10 +119,12 @@ def build_cell(config: Mapping[str, Any], coords: Mapping[str, Any]) -> cells.Ce
     if _names.is_factory(coords["cell"]):
         cell = user_cell(coords["cell"], coords["hidden_size"], kwargs)
     else:
-        for key in _names.CELLS[coords["cell"]].options:
+        kind, own = _names.cell_variant(coords["cell"])
+        for key in _names.CELLS[kind].options:
             if key in opts:
                 kwargs[key] = opts[key]
-        cell = cells.make(coords["cell"], coords["hidden_size"], **kwargs)
+        # a variant's own options ("lru(r_min=0.99)") over the [cell] table's
+        cell = cells.make(kind, coords["hidden_size"], **{**kwargs, **own})
     layers = coords.get("layers", 1)
     return cells.stack([cell] * layers) if layers > 1 else cell
 
