@@ -37,7 +37,7 @@ def test_distribution_name_and_one_version_source():
     assert not re.search(r"__version__\s*=\s*['\"]", init)
     changelog = (ROOT / "CHANGELOG.md").read_text()
     releases = re.findall(r"^## (\d+\.\d+\.\d+)", changelog, flags=re.M)
-    assert releases[:2] == [VERSION, "0.1.0"]
+    assert releases[:3] == [VERSION, "0.2.0", "0.1.0"]
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
     assert PYPROJECT["project"]["license"] == "Apache-2.0"
     assert (ROOT / "gradflow" / "py.typed").is_file()
