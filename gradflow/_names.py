@@ -40,6 +40,8 @@ class CellKind(NamedTuple):
             ``s_t = a_t ⊙ s_{t-1} + b_t`` (the LRU's ``nu_log``, i.e. ``|λ|``;
             minGRU's ``W_z``; minLSTM's ``W_f``; the selective SSM's
             ``A_log``).
+        label: how figures and reports name it (``None``: the name in
+            capitals, ``LSTM``).
     """
 
     state_multiplier: int = 1
@@ -48,6 +50,7 @@ class CellKind(NamedTuple):
     torch_name: str | None = None
     width_bound: bool = False
     recurrent_param: str = "W_hh"
+    label: str | None = None
 
 
 #: Cell kinds by the name a config file uses.
@@ -60,12 +63,14 @@ CELLS: dict[str, CellKind] = {
     "lru": CellKind(
         2, 0, ("state_size", "r_min", "r_max", "max_phase"), None, True, "nu_log"
     ),
-    "min_gru": CellKind(1, 0, ("candidate",), recurrent_param="W_z"),
-    "min_lstm": CellKind(1, 0, ("candidate",), recurrent_param="W_f"),
-    "selective_ssm": CellKind(16, 0, ("state_size",), None, True, "A_log"),
+    "min_gru": CellKind(1, 0, ("candidate",), recurrent_param="W_z", label="minGRU"),
+    "min_lstm": CellKind(1, 0, ("candidate",), recurrent_param="W_f", label="minLSTM"),
+    "selective_ssm": CellKind(
+        16, 0, ("state_size",), None, True, "A_log", label="selective SSM"
+    ),
     # its carry is N²/H + N + H entries (H heads): 1 * N is a lower bound,
     # which is what the config's check of a measurement's k needs
-    "mlstm": CellKind(1, 0, ("heads",), recurrent_param="W_f"),
+    "mlstm": CellKind(1, 0, ("heads",), recurrent_param="W_f", label="mLSTM"),
 }
 
 #: Weight initialisers by name (``gradflow.cells.initializer``). ``gain`` is

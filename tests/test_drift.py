@@ -90,3 +90,23 @@ def test_every_file_a_document_names_exists(path):
         if not any((r / name).exists() for r in roots):
             missing.append(name)
     assert not missing, f"{path.name} names files that do not exist: {missing}"
+
+
+def test_every_shipped_figures_folder_says_which_files_gradflow_wrote():
+    """``make figures`` refuses a folder without a manifest (it cannot tell its
+    own files from a user's), so each shipped experiment's folder has one, and
+    it lists exactly the figures there."""
+    import json
+
+    from gradflow.cli._figure_copies import MANIFEST
+
+    for toml in sorted((ROOT / "experiments").glob("*.toml")):
+        folder = ROOT / "figures" / toml.stem
+        if not folder.exists():
+            continue
+        manifest = json.loads((folder / MANIFEST).read_text())
+        assert manifest["experiment"] == toml.stem
+        figures = {
+            p.name for p in folder.iterdir() if p.suffix in (".pdf", ".png", ".svg")
+        }
+        assert set(manifest["files"]) == figures, folder

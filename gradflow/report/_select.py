@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gradflow import _names
 from gradflow.results import Results, clip_label, threshold_label
 
 # Coordinates worth a line of their own, most telling first. Others (sequence
@@ -57,7 +58,9 @@ def coord_text(key: str, value: Any) -> str:
     if key == "cell":
         # a kind with options of its own: LRU(r_min=0.9)
         kind, paren, rest = str(value).partition("(")
-        return kind.upper() + paren + rest
+        entry = _names.CELLS.get(kind)
+        label = entry.label if entry is not None and entry.label else kind.upper()
+        return label + paren + rest
     if key == "clip":
         return f"clip = {value}"
     if key == "threshold":
