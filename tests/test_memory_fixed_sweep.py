@@ -117,6 +117,15 @@ def test_condition_sentences():
         "No memory horizon: ‖∂L/∂h_t‖ is not finite (NaN or inf) over the 300 steps"
     )
     assert memory_sentence({"metrics": {}}) is None
+    # a run that measured the whole state's gradient says so
+    from gradflow.report._conditions import measured_norm
+
+    state = {"measure": {"grad_norms": {"loss": "last_linear", "of": "state"}}}
+    output = {"measure": {"grad_norms": {"loss": "last_linear", "of": "output"}}}
+    assert measured_norm(state) == "‖∂L/∂s_t‖"
+    assert measured_norm(output) == measured_norm({}) == "‖∂L/∂h_t‖"
+    rec = {"coords": {"length": 300}, "metrics": {"memory_horizon": [38.0, 40.0]}}
+    assert "by then ‖∂L/∂s_t‖ has fallen" in memory_sentence(rec, "‖∂L/∂s_t‖")
     rec = {
         "metrics": {
             "fixed_points": [3, 3],

@@ -31,8 +31,17 @@ def _n(value: float) -> str:
     return num(value, 2)
 
 
-def memory_sentence(record: dict[str, Any]) -> str | None:
-    """``"Forgets a signal within 23 steps ..."`` from ``memory_horizon``."""
+def measured_norm(config: dict[str, Any]) -> str:
+    """The norm a run's gradient profile is of: ``‖∂L/∂s_t‖`` (the whole state)
+    where ``[measure] grad_norms`` has ``of = "state"``, else ``‖∂L/∂h_t‖``."""
+    grad_norms = config.get("measure", {}).get("grad_norms", {})
+    of = grad_norms.get("of") if isinstance(grad_norms, dict) else None
+    return "‖∂L/∂s_t‖" if of == "state" else "‖∂L/∂h_t‖"
+
+
+def memory_sentence(record: dict[str, Any], norm: str = "‖∂L/∂h_t‖") -> str | None:
+    """``"Forgets a signal within 23 steps ..."`` from ``memory_horizon``; ``norm``
+    names the measured gradient (:func:`measured_norm`)."""
     if "memory_horizon" not in record.get("metrics", {}):
         return None
     horizon = _median(record, "memory_horizon")
@@ -40,7 +49,7 @@ def memory_sentence(record: dict[str, Any]) -> str | None:
     span = f"the {steps} steps measured" if steps else "the sequence"
     if math.isfinite(horizon):
         return (
-            f"Forgets a signal within {horizon:.0f} steps: by then ‖∂L/∂h_t‖ has "
+            f"Forgets a signal within {horizon:.0f} steps: by then {norm} has "
             "fallen 10⁷ below its largest value, and float32 no longer adds "
             "that step's contribution to the gradient."
         )
@@ -49,7 +58,7 @@ def memory_sentence(record: dict[str, Any]) -> str | None:
         if _all_null(record, "decay_rate"):
             # NaN or inf norms: no horizon and no fit (too few finite steps).
             return (
-                f"No memory horizon: ‖∂L/∂h_t‖ is not finite (NaN or inf) over "
+                f"No memory horizon: {norm} is not finite (NaN or inf) over "
                 f"{span} in every seed, so neither a horizon nor a decay rate can "
                 "be read from it."
             )
@@ -59,13 +68,13 @@ def memory_sentence(record: dict[str, Any]) -> str | None:
                 f"step): it never falls 10⁷ below its largest value within {span}."
             )
         return (
-            f"Keeps a signal beyond {span}: ‖∂L/∂h_t‖ stays within 10⁷ of its "
+            f"Keeps a signal beyond {span}: {norm} stays within 10⁷ of its "
             "largest value throughout."
         )
     return None
 
 
-def fixed_point_sentence(record: dict[str, Any]) -> str | None:
+def fixed_point_sentence(record: dict[str, Any], norm: str = "‖∂L/∂h_t‖") -> str | None:
     """Fixed points found and the forgetting they predict, against the measured."""
     if "fixed_points" not in record.get("metrics", {}):
         return None
@@ -90,7 +99,7 @@ def fixed_point_sentence(record: dict[str, Any]) -> str | None:
     measured = []
     decay = _median(record, "decay_rate")
     if math.isfinite(decay):
-        measured.append(f"the measured decay rate of ‖∂L/∂h_t‖ is {_n(decay)}")
+        measured.append(f"the measured decay rate of {norm} is {_n(decay)}")
     lam = _median(record, "lambda_max")
     if math.isfinite(lam):
         measured.append(f"−λ_max is {_n(-lam)}")
@@ -102,9 +111,14 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
     """``[(title, sentences)]`` for conditions with a memory or fixed-point metric."""
     recs = results.records
     keys = list(s.varying(recs))
+    norm = measured_norm(results.config)
     out = []
     for rec in recs:
-        said = [t for t in (memory_sentence(rec), fixed_point_sentence(rec)) if t]
+        said = [
+            t
+            for t in (memory_sentence(rec, norm), fixed_point_sentence(rec, norm))
+            if t
+        ]
         if not said:
             continue
         title = ", ".join(s.coord_text(k, rec["coords"].get(k)) for k in keys)
